@@ -1,0 +1,594 @@
+//! Leading: the no-op, replication with pipelining and fast backtracking, commitment,
+//! heartbeats and availability, stepping down, and membership changes.
+
+use std::collections::BTreeMap;
+
+use crate::action::{Action, Actions};
+use crate::config::{HEARTBEAT_BACKOFF_MS_MAX, HEARTBEAT_FAILURES_BACKOFF};
+use crate::config::HEARTBEAT_FAILURES_UNAVAILABLE;
+use crate::entry::{Entry, EntryBody};
+use crate::membership::{ConfigurationError, MemberStatus, MemberType, MembershipChange};
+use crate::message::{AppendRequest, AppendResponse, ConfigureRequest, ConfigureResponse};
+use crate::message::{MembershipRequest, MembershipResponse, Message};
+use crate::progress::{Progress, ProgressMode};
+use crate::replica::{Replica, Role};
+use crate::types::{LogIndex, ReplicaId};
+
+/// Membership requests waiting for their configuration entry to commit.
+const MEMBERSHIP_WAITING_MAX: usize = 64;
+/// Entries in one append, whatever their size.
+const APPEND_ENTRIES_COUNT_MAX: usize = 4096;
+
+/// What only the leader keeps.
+#[derive(Clone, Debug)]
+pub(crate) struct LeaderState {
+    /// Every other member: replication for voters, heartbeats and availability for all.
+    pub progress: BTreeMap<ReplicaId, Progress>,
+    /// Index of this term's no-op; configuration changes wait until it commits.
+    pub initialize_index: LogIndex,
+    /// The latest time a majority of voters had been heard from.
+    pub quorum_contact_ms: u64,
+    /// When the next heartbeat round is due.
+    pub heartbeat_due_ms: u64,
+    /// (configuration index, requester, request id) for changes not committed yet.
+    pub membership_waiting: Vec<(LogIndex, ReplicaId, u64)>,
+}
+
+impl Replica {
+    /// Won the election: take over, write the no-op and start replicating at once.
+    pub(crate) fn leader_start(&mut self, actions: &mut Actions) {
+        assert!(self.role == Role::Candidate);
+        assert_eq!(self.hard_state.vote, Some(self.id()));
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.poll = None;
+        self.passive_progress.clear();
+        let now_ms = self.now.monotonic_ms;
+        let next_index = self.log.last_index().next();
+        let progress = self
+            .configuration()
+            .members
+            .iter()
+            .filter(|member| member.id != self.id())
+            .map(|member| (member.id, Progress::new(next_index, now_ms)))
+            .collect();
+        self.leader_state = Some(LeaderState {
+            progress,
+            initialize_index: next_index,
+            quorum_contact_ms: now_ms,
+            heartbeat_due_ms: now_ms + self.config.heartbeat_interval_ms,
+            membership_waiting: Vec::new(),
+        });
+        let index = self.leader_append(EntryBody::Initialize, actions);
+        assert_eq!(index, next_index);
+        self.leader_configure_all(actions);
+    }
+
+    /// Leaves the leader role (the caller picks the next one). Waiting requesters are told.
+    pub(crate) fn leader_step_down(&mut self, actions: &mut Actions) {
+        assert!(self.role == Role::Leader);
+        let state = self.leader_state.take().expect("a leader has leader state");
+        for (_, requester, request_id) in state.membership_waiting {
+            let outcome = Err(ConfigurationError::NotLeader { leader: None });
+            self.membership_answer(requester, request_id, outcome, actions);
+        }
+        self.role = Role::Follower;
+        self.leader = None;
+    }
+
+    fn leader_state(&mut self) -> &mut LeaderState {
+        self.leader_state.as_mut().expect("only the leader has leader state")
+    }
+
+    /// Appends an entry of this term to the leader's log, persists it and sends it.
+    pub(crate) fn leader_append(&mut self, body: EntryBody, actions: &mut Actions) -> LogIndex {
+        assert!(self.role == Role::Leader);
+        let index = self.log.last_index().next();
+        let timestamp_ms = self.now.wall_ms.max(
+            self.log.get(self.log.last_index()).map_or(0, |entry| entry.timestamp_ms),
+        );
+        let entry = Entry { index, term: self.hard_state.term, timestamp_ms, body };
+        let is_configuration = matches!(entry.body, EntryBody::Configuration { .. });
+        self.log_push(entry.clone());
+        self.persist(vec![entry], actions);
+        if is_configuration {
+            self.on_configuration_changed(actions);
+        }
+        let ids: Vec<_> = self.leader_state().progress.keys().copied().collect();
+        for id in ids {
+            self.leader_send_append(id, false, actions);
+        }
+        if self.config.planted_bugs.leader_counts_unpersisted {
+            self.leader_commit_advance(actions);
+        }
+        index
+    }
+
+    /// Sends the next append to `to` if it is due (or a heartbeat, which always goes).
+    fn leader_send_append(&mut self, to: ReplicaId, heartbeat: bool, actions: &mut Actions) {
+        let member_type = self.configuration().member_type(to);
+        let feeds_passives = self.leader_feeds_passives();
+        let cap = match member_type {
+            MemberType::Active => self.log.last_index(),
+            MemberType::Passive if feeds_passives => self.commit_index,
+            _ => return,
+        };
+        let depth = self.config.pipeline_depth;
+        let request = {
+            let state = self.leader_state.as_mut().expect("leader");
+            let Some(progress) = state.progress.get_mut(&to) else {
+                return;
+            };
+            if heartbeat && !progress.can_send(depth) {
+                // A heartbeat always goes: assume the oldest append in flight was lost.
+                if progress.mode == ProgressMode::Probe {
+                    progress.in_flight.clear();
+                } else {
+                    progress.in_flight.pop_front();
+                }
+            } else if !heartbeat && !progress.can_send(depth) {
+                return;
+            }
+            append_build(&self.log, progress.next_index, cap, self.config.append_size_bytes_max)
+        };
+        let Some((prev_index, prev_term, entries)) = request else {
+            return;
+        };
+        if entries.is_empty() && !heartbeat {
+            return;
+        }
+        let last = LogIndex(prev_index.0 + entries.len() as u64);
+        let message = Message::AppendRequest(AppendRequest {
+            term: self.hard_state.term,
+            leader: self.id(),
+            prev_index,
+            prev_term,
+            entries,
+            commit_index: self.commit_index,
+            global_index: self.global_index,
+        });
+        let now_ms = self.now.monotonic_ms;
+        let state = self.leader_state();
+        state.progress.get_mut(&to).expect("checked above").on_sent(last, now_ms, depth);
+        self.send(to, message, false, actions);
+    }
+
+    /// True if no available voter besides the leader can feed passive members (SPEC §G3).
+    pub(crate) fn leader_feeds_passives(&self) -> bool {
+        let leader = self.id();
+        !self.configuration().members.iter().any(|member| {
+            member.id != leader
+                && member.member_type == MemberType::Active
+                && member.status == MemberStatus::Available
+        })
+    }
+
+    /// An answer to an append: from a follower (leader) or a fed passive member (follower).
+    pub(crate) fn on_append_response(
+        &mut self,
+        from: ReplicaId,
+        response: AppendResponse,
+        actions: &mut Actions,
+    ) {
+        if response.term < self.hard_state.term {
+            return; // An answer from an older term is normal after an election.
+        }
+        match self.role {
+            Role::Leader => {}
+            Role::Follower => return self.feeder_on_append_response(from, &response, actions),
+            _ => return,
+        }
+        assert!(response.match_index <= self.log.last_index(), "acked entries we never sent");
+        if !self.leader_state().progress.contains_key(&from) {
+            return;
+        }
+        self.leader_on_contact(from);
+        if response.success {
+            let advanced = self.leader_progress(from).on_success(response.match_index);
+            if advanced {
+                self.leader_commit_advance(actions);
+            }
+        } else {
+            let retry_from = self
+                .log
+                .last_index_with_term_at_most(response.hint_index, response.hint_term);
+            if !self.leader_progress(from).on_rejected(response.rejected_index, retry_from) {
+                return;
+            }
+        }
+        if self.role == Role::Leader {
+            self.leader_send_append(from, false, actions);
+        }
+    }
+
+    fn leader_progress(&mut self, id: ReplicaId) -> &mut Progress {
+        self.leader_state().progress.get_mut(&id).expect("progress exists for members")
+    }
+
+    /// Any answer from a member: it is reachable.
+    pub(crate) fn leader_on_contact(&mut self, from: ReplicaId) {
+        let now_ms = self.now.monotonic_ms;
+        if let Some(progress) = self.leader_state().progress.get_mut(&from) {
+            progress.contact_ms = now_ms;
+            progress.answered = true;
+            progress.failures = 0;
+        }
+    }
+
+    /// Commits the highest index a majority of voters hold durably, if it is of this term
+    /// (Raft §5.4.2: entries of earlier terms commit only beneath one of this term).
+    pub(crate) fn leader_commit_advance(&mut self, actions: &mut Actions) {
+        assert!(self.role == Role::Leader);
+        let configuration = self.configuration();
+        let own = if self.config.planted_bugs.leader_counts_unpersisted {
+            self.log.last_index()
+        } else {
+            self.persisted_index
+        };
+        let state = self.leader_state.as_ref().expect("leader");
+        let mut matched: Vec<LogIndex> = configuration
+            .ids_of(MemberType::Active)
+            .map(|id| {
+                if id == self.id() {
+                    own
+                } else {
+                    state.progress.get(&id).map_or(LogIndex::ZERO, |progress| progress.match_index)
+                }
+            })
+            .collect();
+        let quorum = configuration.quorum();
+        if matched.len() < quorum {
+            return;
+        }
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[quorum - 1];
+        if candidate <= self.commit_index {
+            return;
+        }
+        let this_term = self.log.term_at(candidate) == Some(self.hard_state.term);
+        if !this_term && !self.config.planted_bugs.commit_previous_term {
+            return;
+        }
+        self.commit_to(candidate, actions);
+        self.leader_on_commit(actions);
+    }
+
+    /// After the commit index moved: answer membership requests, step down if removed,
+    /// and tell idle followers the new commit index.
+    fn leader_on_commit(&mut self, actions: &mut Actions) {
+        let commit_index = self.commit_index;
+        let waiting = std::mem::take(&mut self.leader_state().membership_waiting);
+        let (done, still): (Vec<_>, Vec<_>) =
+            waiting.into_iter().partition(|(index, _, _)| *index <= commit_index);
+        self.leader_state().membership_waiting = still;
+        for (index, requester, request_id) in done {
+            let configuration = self
+                .configurations
+                .iter()
+                .find(|configuration| configuration.index == index)
+                .cloned()
+                .expect("a leader never loses its configuration entries");
+            self.membership_answer(requester, request_id, Ok(configuration), actions);
+        }
+        if self.configuration_committed().member_type(self.id()) != MemberType::Active {
+            // Removed or demoted, and the change is committed: hand over.
+            let term = self.hard_state.term;
+            self.become_follower(term, None, actions);
+            return;
+        }
+        let idle: Vec<_> = self
+            .leader_state()
+            .progress
+            .iter()
+            .filter(|(_, progress)| progress.in_flight.is_empty())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in idle {
+            self.leader_send_append(id, true, actions);
+        }
+    }
+
+    /// Heartbeats, availability, global index, and the step-down check.
+    pub(crate) fn leader_tick(&mut self, actions: &mut Actions) {
+        let now_ms = self.now.monotonic_ms;
+        if now_ms >= self.leader_state().heartbeat_due_ms {
+            self.leader_state().heartbeat_due_ms = now_ms + self.config.heartbeat_interval_ms;
+            self.leader_heartbeat(actions);
+            self.leader_availability(actions);
+            self.leader_global_index();
+        }
+        if self.role != Role::Leader {
+            return;
+        }
+        self.leader_quorum_contact();
+        let state = self.leader_state.as_ref().expect("leader");
+        if now_ms > state.quorum_contact_ms + 2 * self.config.election_timeout_ms {
+            // Cut off from a majority for two election timeouts: stop taking writes.
+            let term = self.hard_state.term;
+            self.become_follower(term, None, actions);
+        }
+    }
+
+    fn leader_heartbeat(&mut self, actions: &mut Actions) {
+        let now_ms = self.now.monotonic_ms;
+        let interval = self.config.heartbeat_interval_ms;
+        let ids: Vec<_> = self.leader_state().progress.keys().copied().collect();
+        for id in ids {
+            let progress = self.leader_progress(id);
+            if progress.failures > HEARTBEAT_FAILURES_BACKOFF {
+                let backoff = interval
+                    .checked_shl(progress.failures)
+                    .unwrap_or(HEARTBEAT_BACKOFF_MS_MAX)
+                    .min(HEARTBEAT_BACKOFF_MS_MAX);
+                if now_ms < progress.sent_ms + backoff {
+                    continue;
+                }
+            }
+            if !progress.answered {
+                progress.failures = progress.failures.saturating_add(1);
+            }
+            progress.answered = false;
+            progress.sent_ms = now_ms;
+            match self.configuration().member_type(id) {
+                MemberType::Active => self.leader_send_append(id, true, actions),
+                MemberType::Passive => {
+                    self.leader_send_configure(id, actions);
+                    self.leader_send_append(id, true, actions);
+                }
+                MemberType::Reserve => self.leader_send_configure(id, actions),
+                MemberType::Inactive => {}
+            }
+        }
+    }
+
+    /// Tells passive and reserve members the term, leader and configuration.
+    fn leader_configure_all(&mut self, actions: &mut Actions) {
+        let ids: Vec<_> = self
+            .configuration()
+            .members
+            .iter()
+            .filter(|member| matches!(member.member_type, MemberType::Passive | MemberType::Reserve))
+            .map(|member| member.id)
+            .collect();
+        for id in ids {
+            self.leader_send_configure(id, actions);
+        }
+    }
+
+    fn leader_send_configure(&mut self, to: ReplicaId, actions: &mut Actions) {
+        let request = ConfigureRequest {
+            term: self.hard_state.term,
+            leader: self.id(),
+            configuration: self.configuration().clone(),
+            commit_index: self.commit_index,
+        };
+        self.send(to, Message::ConfigureRequest(request), false, actions);
+    }
+
+    /// Commits a status change for one member whose reachability changed (SPEC §G4).
+    fn leader_availability(&mut self, actions: &mut Actions) {
+        let configuration = self.configuration().clone();
+        let state = self.leader_state.as_ref().expect("leader");
+        let change = configuration.members.iter().find_map(|member| {
+            let progress = state.progress.get(&member.id)?;
+            let status = match member.status {
+                MemberStatus::Available if progress.failures >= HEARTBEAT_FAILURES_UNAVAILABLE => {
+                    MemberStatus::Unavailable
+                }
+                MemberStatus::Unavailable if progress.failures == 0 && progress.answered => {
+                    MemberStatus::Available
+                }
+                _ => return None,
+            };
+            Some(MembershipChange::Reconfigure {
+                id: member.id,
+                member_type: member.member_type,
+                status,
+                configuration_index: configuration.index,
+                configuration_term: configuration.term,
+            })
+        });
+        if let Some(change) = change {
+            // Refused while another change is in flight; the next heartbeat tries again.
+            let _ = self.propose_membership(change, actions);
+        }
+    }
+
+    /// Lowest index durable on every non-reserve member that is available or was lately.
+    fn leader_global_index(&mut self) {
+        let wall_ms = self.now.wall_ms;
+        let suspend_ms = self.config.global_suspend_timeout_ms;
+        let own = self.persisted_index;
+        let state = self.leader_state.as_ref().expect("leader");
+        let global = self
+            .configuration()
+            .members
+            .iter()
+            .filter(|member| matches!(member.member_type, MemberType::Active | MemberType::Passive))
+            .filter(|member| {
+                member.status == MemberStatus::Available
+                    || wall_ms.saturating_sub(member.updated_ms) < suspend_ms
+            })
+            .map(|member| {
+                if member.id == self.id() {
+                    own
+                } else {
+                    state.progress.get(&member.id).map_or(LogIndex::ZERO, |p| p.match_index)
+                }
+            })
+            .min()
+            .unwrap_or(own)
+            .min(self.commit_index);
+        self.global_index = self.global_index.max(global);
+    }
+
+    fn leader_quorum_contact(&mut self) {
+        let now_ms = self.now.monotonic_ms;
+        let configuration = self.configuration();
+        let quorum = configuration.quorum();
+        let state = self.leader_state.as_ref().expect("leader");
+        let mut contacts: Vec<u64> = configuration
+            .ids_of(MemberType::Active)
+            .map(|id| {
+                if id == self.id() {
+                    now_ms
+                } else {
+                    state.progress.get(&id).map_or(0, |progress| progress.contact_ms)
+                }
+            })
+            .collect();
+        contacts.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&contact) = contacts.get(quorum - 1) {
+            let state = self.leader_state();
+            state.quorum_contact_ms = state.quorum_contact_ms.max(contact);
+        }
+    }
+
+    /// The configuration changed under the leader: track exactly its members.
+    pub(crate) fn leader_on_configuration_changed(&mut self, actions: &mut Actions) {
+        let next_index = self.log.last_index().next();
+        let now_ms = self.now.monotonic_ms;
+        let members: Vec<_> = self
+            .configuration()
+            .members
+            .iter()
+            .map(|member| member.id)
+            .filter(|&id| id != self.id())
+            .collect();
+        let state = self.leader_state();
+        state.progress.retain(|id, _| members.contains(id));
+        for id in members {
+            state.progress.entry(id).or_insert_with(|| Progress::new(next_index, now_ms));
+        }
+        self.leader_configure_all(actions);
+    }
+
+    /// Proposes one membership change at the leader (SPEC §G2): effective once written.
+    ///
+    /// # Errors
+    /// Not the leader, the no-op not committed yet, another change in flight, a stale
+    /// reconfigure, or a change that is not a change.
+    pub fn propose_membership(
+        &mut self,
+        change: MembershipChange,
+        actions: &mut Actions,
+    ) -> Result<LogIndex, ConfigurationError> {
+        if self.role != Role::Leader {
+            return Err(ConfigurationError::NotLeader { leader: self.leader });
+        }
+        let unguarded = self.config.planted_bugs.config_change_unguarded;
+        let initialize_index = self.leader_state().initialize_index;
+        if !unguarded && self.commit_index < initialize_index {
+            return Err(ConfigurationError::NotReady);
+        }
+        let current = self.configuration();
+        if !unguarded && current.index > self.commit_index {
+            return Err(ConfigurationError::ChangeInFlight);
+        }
+        if let MembershipChange::Reconfigure { configuration_index, configuration_term, .. } =
+            &change
+        {
+            if (*configuration_index, *configuration_term) != (current.index, current.term) {
+                return Err(ConfigurationError::StaleConfiguration);
+            }
+        }
+        let members = current.apply_change(&change, self.now.wall_ms)?;
+        Ok(self.leader_append(EntryBody::Configuration { members }, actions))
+    }
+
+    /// Asks the leader (through the network if it is another server) to change the
+    /// membership; the answer comes back as `Action::MembershipOutcome`.
+    ///
+    /// # Errors
+    /// No leader is known.
+    pub fn request_membership(
+        &mut self,
+        change: MembershipChange,
+        request_id: u64,
+        actions: &mut Actions,
+    ) -> Result<(), ConfigurationError> {
+        let request = MembershipRequest { term: self.hard_state.term, request_id, change };
+        match self.leader {
+            Some(leader) if leader == self.id() => {
+                self.on_membership_request(leader, request, actions);
+                Ok(())
+            }
+            Some(leader) => {
+                self.send(leader, Message::MembershipRequest(request), false, actions);
+                Ok(())
+            }
+            None => Err(ConfigurationError::NotLeader { leader: None }),
+        }
+    }
+
+    pub(crate) fn on_membership_request(
+        &mut self,
+        from: ReplicaId,
+        request: MembershipRequest,
+        actions: &mut Actions,
+    ) {
+        match self.propose_membership(request.change, actions) {
+            Ok(index) => {
+                let state = self.leader_state();
+                if state.membership_waiting.len() < MEMBERSHIP_WAITING_MAX {
+                    state.membership_waiting.push((index, from, request.request_id));
+                }
+            }
+            Err(error) => self.membership_answer(from, request.request_id, Err(error), actions),
+        }
+    }
+
+    fn membership_answer(
+        &mut self,
+        to: ReplicaId,
+        request_id: u64,
+        outcome: Result<crate::membership::Configuration, ConfigurationError>,
+        actions: &mut Actions,
+    ) {
+        if to == self.id() {
+            actions.push(Action::MembershipOutcome { request_id, outcome });
+        } else {
+            let term = self.hard_state.term;
+            let response = MembershipResponse { term, request_id, outcome };
+            self.send(to, Message::MembershipResponse(response), false, actions);
+        }
+    }
+
+    /// A passive or reserve member answered a configure.
+    pub(crate) fn on_configure_response(
+        &mut self,
+        from: ReplicaId,
+        response: &ConfigureResponse,
+        _actions: &mut Actions,
+    ) {
+        if self.role != Role::Leader || response.term < self.hard_state.term {
+            return;
+        }
+        self.leader_on_contact(from);
+        let commit_index = self.commit_index;
+        if let Some(progress) = self.leader_state().progress.get_mut(&from) {
+            // A passive member holds committed entries only: that much is matched.
+            progress.match_index = progress.match_index.max(response.last_index.min(commit_index));
+        }
+    }
+}
+
+/// `(prev_index, prev_term, entries)` for an append starting at `next_index` with no entry
+/// past `cap`, or `None` if the entry before `next_index` is not held (only after
+/// compaction, where a snapshot would be sent instead).
+pub(crate) fn append_build(
+    log: &crate::log::RaftLog,
+    next_index: LogIndex,
+    cap: LogIndex,
+    size_bytes_max: usize,
+) -> Option<(LogIndex, crate::types::Term, Vec<Entry>)> {
+    let prev_index = next_index.prev();
+    let prev_term = log.term_at(prev_index)?;
+    let mut entries = if next_index <= cap {
+        log.slice(next_index, size_bytes_max, APPEND_ENTRIES_COUNT_MAX)
+    } else {
+        Vec::new()
+    };
+    entries.retain(|entry| entry.index <= cap);
+    Some((prev_index, prev_term, entries))
+}

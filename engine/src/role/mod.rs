@@ -1,0 +1,6 @@
+//! What each role does, as `impl Replica` blocks: one file per role (Copycat's split).
+
+pub mod candidate;
+pub mod follower;
+pub mod leader;
+pub mod passive;

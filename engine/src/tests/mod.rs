@@ -1,0 +1,1 @@
+//! Engine tests that drive one or a few replicas by hand and assert exact actions.
