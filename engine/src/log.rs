@@ -36,6 +36,12 @@ impl RaftLog {
         self.entries.last().map_or(self.base_term, |entry| entry.term)
     }
 
+    /// The entries held, first index first.
+    #[must_use]
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// Index of the first entry held.
     #[must_use]
     pub fn first_index(&self) -> LogIndex {

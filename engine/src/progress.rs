@@ -72,17 +72,21 @@ impl Progress {
     }
 
     /// A successful answer: the receiver holds our log through `match_index`.
-    /// Returns false if the answer is stale (older than what we know).
+    /// Returns false if it taught nothing (a duplicate, or older than what we know).
     pub fn on_success(&mut self, match_index: LogIndex) -> bool {
+        let in_flight_before = self.in_flight.len();
         while self.in_flight.front().is_some_and(|&last| last <= match_index) {
             self.in_flight.pop_front();
         }
-        if match_index < self.match_index {
+        let freed = self.in_flight.len() < in_flight_before;
+        let probing = self.mode == ProgressMode::Probe;
+        if match_index < self.match_index || (match_index == self.match_index && !freed && !probing)
+        {
             return false;
         }
         self.match_index = match_index;
         self.next_index = self.next_index.max(match_index.next());
-        if self.mode == ProgressMode::Probe {
+        if probing {
             self.mode = ProgressMode::Replicate;
             self.in_flight.clear();
         }

@@ -462,6 +462,9 @@ impl Replica {
         self.poll = None;
         self.election = None;
         self.role = self.role_for_member_type();
+        if self.role != Role::Follower {
+            self.passive_progress.clear();
+        }
         if leader.is_some() {
             self.leader_contact_ms = Some(self.now.monotonic_ms);
         }

@@ -17,6 +17,7 @@ impl Replica {
         let term = self.hard_state.term.next();
         self.hard_state = HardState { term, vote: Some(self.id()) };
         self.role = Role::Candidate;
+        self.passive_progress.clear();
         self.leader = None;
         self.election = Some(Election { term, granted: BTreeSet::new() });
         self.persist(Vec::new(), actions);

@@ -33,6 +33,7 @@ impl Replica {
             self.become_follower(term, Some(request.leader), actions);
         }
         self.leader = Some(request.leader);
+        self.poll = None; // The leader is alive: a pre-vote in progress is moot.
         self.leader_contact_ms = Some(self.now.monotonic_ms);
         self.election_timer_reset();
         self.global_index = self.global_index.max(request.global_index);

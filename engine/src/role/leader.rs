@@ -184,10 +184,11 @@ impl Replica {
         }
         self.leader_on_contact(from);
         if response.success {
-            let advanced = self.leader_progress(from).on_success(response.match_index);
-            if advanced {
-                self.leader_commit_advance(actions);
+            if !self.leader_progress(from).on_success(response.match_index) {
+                // A duplicate or stale answer: answering it with a send could snowball.
+                return;
             }
+            self.leader_commit_advance(actions);
         } else {
             let retry_from = self
                 .log
@@ -197,7 +198,20 @@ impl Replica {
             }
         }
         if self.role == Role::Leader {
-            self.leader_send_append(from, false, actions);
+            self.leader_fill_pipeline(from, actions);
+        }
+    }
+
+    /// Sends appends to `to` until its pipeline is full or it has everything.
+    fn leader_fill_pipeline(&mut self, to: ReplicaId, actions: &mut Actions) {
+        let depth = self.config.pipeline_depth;
+        for _ in 0..depth {
+            let sent_before = self.leader_state().progress.get(&to).map(|p| p.in_flight.len());
+            self.leader_send_append(to, false, actions);
+            let sent_after = self.leader_state().progress.get(&to).map(|p| p.in_flight.len());
+            if sent_after <= sent_before {
+                break;
+            }
         }
     }
 
@@ -375,7 +389,8 @@ impl Replica {
                 MemberStatus::Available if progress.failures >= HEARTBEAT_FAILURES_UNAVAILABLE => {
                     MemberStatus::Unavailable
                 }
-                MemberStatus::Unavailable if progress.failures == 0 && progress.answered => {
+                // Right after a heartbeat round, no failure means it answered the last one.
+                MemberStatus::Unavailable if progress.failures == 0 => {
                     MemberStatus::Available
                 }
                 _ => return None,
@@ -446,7 +461,9 @@ impl Replica {
 
     /// The configuration changed under the leader: track exactly its members.
     pub(crate) fn leader_on_configuration_changed(&mut self, actions: &mut Actions) {
-        let next_index = self.log.last_index().next();
+        // The configuration entry is the last entry: new members start probing from it, so
+        // `leader_append` sends it to them at once.
+        let next_index = self.log.last_index();
         let now_ms = self.now.monotonic_ms;
         let members: Vec<_> = self
             .configuration()

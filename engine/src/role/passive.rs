@@ -31,6 +31,7 @@ impl Replica {
             self.become_follower(term, Some(request.leader), actions);
         }
         self.leader = Some(request.leader);
+        self.poll = None;
         self.leader_contact_ms = Some(self.now.monotonic_ms);
         self.election_timer_reset();
         request.configuration.assert_valid();
@@ -156,8 +157,7 @@ impl Replica {
         };
         progress.answered = true;
         let send_more = if response.success {
-            progress.on_success(response.match_index.min(self.log.last_index()));
-            true
+            progress.on_success(response.match_index.min(self.log.last_index()))
         } else {
             progress.on_rejected(response.rejected_index, retry_from)
         };

@@ -1,1 +1,8 @@
 //! Engine tests that drive one or a few replicas by hand and assert exact actions.
+
+mod election;
+mod harness;
+mod membership;
+mod persistence;
+mod replication;
+mod voting;

@@ -1,18 +1,17 @@
-//! The search: Wing & Gong's algorithm with Lowe's memoization, as in Porcupine's
-//! `checkSingle`, made iterative.
+//! Checking a whole history: one search per partition, taking turns.
 
 use std::collections::BTreeMap;
 
-use super::bitset::Bitset;
-use super::cache::Cache;
-use super::entry_list::{Entry, EntryList};
 use super::failure::Failure;
 use super::history::History;
 use super::model::Model;
-use super::operation::Operation;
 use super::options::CheckOptions;
 use super::report::CheckReport;
+use super::search::{Outcome, Search};
 use super::verdict::Verdict;
+
+/// How many steps each partition's search takes per turn.
+const SLICE: u64 = 1 << 12;
 
 /// Checks whether `history` is linearizable with respect to `model`, one partition (key) at
 /// a time.
@@ -20,6 +19,12 @@ use super::verdict::Verdict;
 /// Operations whose output is known must all be linearized, each between its call and
 /// return; an operation with an unknown outcome may be linearized at any point after its
 /// call (taking effect as [`Model::step_unknown`] says) or not at all.
+///
+/// The partitions' searches take turns, a slice of steps each, in key order, and the check
+/// stops at the end of the first round in which some partition is found not linearizable
+/// (the sequential analogue of Porcupine's parallel search that stops at the first failure):
+/// a history that is not linearizable is usually refuted quickly through its easiest
+/// partition, while a hard one could take exponential time. The result is deterministic.
 pub fn check<M: Model>(
     model: &M,
     history: &History<M::Input, M::Output>,
@@ -39,22 +44,44 @@ pub fn check<M: Model>(
         partitions: partitions.len(),
         steps: 0,
     };
-    for (key, indices) in partitions {
-        let search = Search::new(model, history.operations(), &indices);
-        let (outcome, steps) = search.run(options.max_steps_per_partition);
-        report.steps += steps;
-        match outcome {
-            Outcome::Linearizable => {}
-            Outcome::Exhausted => report.exhausted.push(key),
-            Outcome::NotLinearizable(furthest) => report.failures.push(Failure {
-                key,
-                operations: indices.len(),
-                longest_prefix: furthest.prefix,
-                stuck_at: furthest.stuck_at,
-                candidates: furthest.candidates,
-            }),
+    let mut running: Vec<(M::Key, Search<'_, M>)> = partitions
+        .into_iter()
+        .map(|(key, indices)| (key, Search::new(model, history.operations(), indices)))
+        .collect();
+    let budget = options.max_steps_per_partition.unwrap_or(u64::MAX);
+    let mut until = 0u64;
+    while !running.is_empty() && report.failures.is_empty() {
+        until = until.saturating_add(SLICE).min(budget);
+        let mut still_running = Vec::with_capacity(running.len());
+        for (key, mut search) in running {
+            let outcome = match search.advance(until) {
+                None if search.steps() >= budget => Outcome::Exhausted,
+                None => {
+                    still_running.push((key, search));
+                    continue;
+                }
+                Some(outcome) => outcome,
+            };
+            report.steps += search.steps();
+            match outcome {
+                Outcome::Linearizable => {}
+                Outcome::Exhausted => report.exhausted.push(key),
+                Outcome::NotLinearizable(furthest) => report.failures.push(Failure {
+                    key,
+                    operations: search.len(),
+                    longest_prefix: furthest.prefix,
+                    stuck_at: furthest.stuck_at,
+                    candidates: furthest.candidates,
+                }),
+            }
         }
+        running = still_running;
     }
+    // Searches cut short by a failure elsewhere count toward the steps, not the verdict.
+    report.steps += running
+        .iter()
+        .map(|(_, search)| search.steps())
+        .sum::<u64>();
     report.verdict = if !report.failures.is_empty() {
         Verdict::NotLinearizable
     } else if !report.exhausted.is_empty() {
@@ -65,154 +92,12 @@ pub fn check<M: Model>(
     report
 }
 
-/// How one partition's search ended.
-enum Outcome {
-    Linearizable,
-    NotLinearizable(Furthest),
-    Exhausted,
-}
-
-/// The deepest point the search reached before backtracking, in history indices.
-struct Furthest {
-    prefix: Vec<usize>,
-    stuck_at: usize,
-    candidates: Vec<usize>,
-}
-
-/// The search over one partition. Operations are numbered `0..ops.len()` within it.
-struct Search<'a, M: Model> {
-    model: &'a M,
-    ops: Vec<&'a Operation<M::Input, M::Output>>,
-    /// Each operation's index in the history.
-    history_index: &'a [usize],
-}
-
-impl<'a, M: Model> Search<'a, M> {
-    fn new(
-        model: &'a M,
-        all: &'a [Operation<M::Input, M::Output>],
-        history_index: &'a [usize],
-    ) -> Self {
-        let ops = history_index.iter().map(|&i| &all[i]).collect();
-        Search {
-            model,
-            ops,
-            history_index,
-        }
-    }
-
-    /// The state after linearizing operation `op` in `state`, if its output allows it.
-    fn step(&self, state: &M::State, op: usize) -> Option<M::State> {
-        let op = self.ops[op];
-        match &op.output {
-            Some(output) => self.model.step(state, &op.input, output),
-            None => Some(self.model.step_unknown(state, &op.input)),
-        }
-    }
-
-    /// Runs the search with at most `budget` steps; returns how it ended and the steps taken.
-    fn run(&self, budget: Option<u64>) -> (Outcome, u64) {
-        let times: Vec<(u64, Option<u64>)> = self
-            .ops
-            .iter()
-            .map(|op| (op.call_time, op.output.as_ref().map(|_| op.return_time)))
-            .collect();
-        let mut list = EntryList::new(&times);
-        let mut linearized = Bitset::new(self.ops.len());
-        let mut cache = Cache::new();
-        // The operations linearized so far, each with the state before it.
-        let mut stack: Vec<(usize, M::State)> = Vec::new();
-        let mut state = self.model.init();
-        let mut furthest: Option<Furthest> = None;
-        let mut node = list.first();
-        let mut steps = 0u64;
-        loop {
-            // Only an empty list has no first entry; while it has entries, the scan meets a
-            // return (every call's return follows it) before running off the end.
-            let Some(current) = node else {
-                assert!(list.first().is_none(), "the scan ran off a non-empty list");
-                return (Outcome::Linearizable, steps);
-            };
-            if budget.is_some_and(|max| steps >= max) {
-                return (Outcome::Exhausted, steps);
-            }
-            steps += 1;
-            match EntryList::entry(current) {
-                Entry::Call(op) => {
-                    if let Some(next_state) = self.step(&state, op) {
-                        let mut next_linearized = linearized.clone();
-                        next_linearized.set(op);
-                        if cache.insert(next_linearized, next_state.clone()) {
-                            stack.push((op, std::mem::replace(&mut state, next_state)));
-                            linearized.set(op);
-                            list.lift(op);
-                            node = list.first();
-                            continue;
-                        }
-                    }
-                    node = list.next(current);
-                }
-                Entry::Return(op) => {
-                    if self.ops[op].output.is_none() {
-                        // Unknown operations return at +infinity, after every known one: all
-                        // known operations are linearized, and the unknown ones left need
-                        // never take effect.
-                        return (Outcome::Linearizable, steps);
-                    }
-                    if furthest
-                        .as_ref()
-                        .is_none_or(|f| stack.len() > f.prefix.len())
-                    {
-                        furthest = Some(self.furthest(&list, &stack, current, op));
-                    }
-                    let Some((last, previous)) = stack.pop() else {
-                        let furthest = furthest.expect("recorded at this very return");
-                        return (Outcome::NotLinearizable(furthest), steps);
-                    };
-                    state = previous;
-                    linearized.clear(last);
-                    list.unlift(last);
-                    node = list.next(EntryList::call_node(last));
-                }
-            }
-        }
-    }
-
-    /// Describes the point where the scan met the return of `stuck_at` (held by `node`).
-    fn furthest(
-        &self,
-        list: &EntryList,
-        stack: &[(usize, M::State)],
-        node: usize,
-        stuck_at: usize,
-    ) -> Furthest {
-        let mut candidates = Vec::new();
-        let mut scan = list.first();
-        while let Some(current) = scan {
-            if current == node {
-                break;
-            }
-            if let Entry::Call(op) = EntryList::entry(current) {
-                candidates.push(self.history_index[op]);
-            }
-            scan = list.next(current);
-        }
-        Furthest {
-            prefix: stack
-                .iter()
-                .map(|&(op, _)| self.history_index[op])
-                .collect(),
-            stuck_at: self.history_index[stuck_at],
-            candidates,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::linearizability::{
-        CasRegister, Event, KvInput, KvModel, KvOutput, RegisterInput as In, RegisterOutput as Out,
+        CasRegister, Event, KvInput, KvModel, KvOutput, Operation, RegisterInput as In,
+        RegisterOutput as Out,
     };
 
     type RegisterHistory = History<In, Out>;

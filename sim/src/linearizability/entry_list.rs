@@ -84,7 +84,7 @@ impl EntryList {
     pub(crate) fn entry(node: usize) -> Entry {
         assert!(node != HEAD, "the head sentinel holds no entry");
         let op = (node - 1) / 2;
-        if (node - 1) % 2 == 0 {
+        if (node - 1).is_multiple_of(2) {
             Entry::Call(op)
         } else {
             Entry::Return(op)

@@ -1,7 +1,7 @@
 //! A linearizability checker: Wing & Gong's search with Lowe's memoization, as in Porcupine.
 //!
 //! A [`History`] of [`Operation`]s (built directly, or from real-time [`Event`]s as a
-//! simulator records them) is checked against a sequential [`Model`] by [`check`], one
+//! simulator records them) is checked against a sequential [`Model`] by [`check()`], one
 //! partition (key) at a time. Operations with unknown outcomes (timed out, crashed) may take
 //! effect at any point after their call, or never. Two models are provided: a
 //! compare-and-set register ([`CasRegister`]) and a key-value store ([`KvModel`]); and two
@@ -25,6 +25,7 @@ mod options;
 mod parse_error;
 mod register;
 mod report;
+mod search;
 mod verdict;
 
 pub use check::check;

@@ -8,9 +8,11 @@ use super::verdict::Verdict;
 pub struct CheckReport<K> {
     /// The verdict on the whole history.
     pub verdict: Verdict,
-    /// Every partition found not linearizable, in key order.
+    /// The partitions found not linearizable, in key order. The check stops soon after
+    /// finding one, so others may go unreported.
     pub failures: Vec<Failure<K>>,
-    /// The partitions on which the search ran out of budget, in key order.
+    /// The partitions on which the search ran out of budget, in key order (only those that
+    /// ran out before the check stopped).
     pub exhausted: Vec<K>,
     /// How many partitions were checked.
     pub partitions: usize,

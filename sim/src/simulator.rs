@@ -1,0 +1,726 @@
+//! The event loop: one thread, one seed, every node, disk, network and client.
+
+use std::collections::BTreeMap;
+
+use coracle_engine::{
+    Action, Actions, Configuration, Envelope, LogIndex, Prng, Replica, ReplicaConfig, ReplicaId,
+    Role,
+};
+
+use crate::client::{InFlight, Operation, SimClient};
+use crate::hash::Fnv64;
+use crate::kv::KvCommand;
+use crate::network::{Endpoint, Network, Packet, Reply};
+use crate::node::{SimNode, Waiting};
+use crate::options::SimOptions;
+use crate::safety::{ChainTracker, SafetyChecker};
+
+/// Events in the queue at most; a run that needs more is a bug in the simulator.
+const EVENTS_MAX: usize = 1 << 20;
+/// A client retries an attempt that got no answer after this long.
+const ATTEMPT_TIMEOUT_US: u64 = 400_000;
+/// A client gives up on an operation after this long while faults are on.
+const GIVE_UP_US: u64 = 4_000_000;
+/// Pause before retrying at another server.
+const RETRY_BACKOFF_US: u64 = 5_000;
+
+/// Something that happens at a simulated time.
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    Tick(usize),
+    Deliver { from: Endpoint, to: Endpoint, packet: Packet },
+    Sync { node: usize, incarnation: u64 },
+    ClientWake(usize),
+    Nemesis,
+    Restart(usize),
+    Heal,
+}
+
+/// Counters reported at the end of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Events processed.
+    pub events_count: u64,
+    /// Messages delivered.
+    pub delivered_count: u64,
+    /// Crashes injected.
+    pub crashes_count: u64,
+    /// Partitions injected.
+    pub partitions_count: u64,
+    /// Membership changes accepted.
+    pub membership_changes_count: u64,
+    /// Client operations completed.
+    pub completed_count: u64,
+    /// Client operations with unknown outcome.
+    pub unknown_count: u64,
+}
+
+/// One simulated run.
+pub struct Simulator {
+    pub(crate) options: SimOptions,
+    pub(crate) prng: Prng,
+    pub(crate) now_us: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    sequence: u64,
+    pub(crate) nodes: Vec<SimNode>,
+    pub(crate) clients: Vec<SimClient>,
+    pub(crate) network: Network,
+    pub(crate) safety: SafetyChecker,
+    pub(crate) history: Vec<Operation>,
+    actions: Actions,
+    trace: Fnv64,
+    next_process: u64,
+    unique_value: i64,
+    history_clock: u64,
+    pub(crate) healing: bool,
+    pub(crate) stats: Stats,
+}
+
+impl Simulator {
+    /// A run ready to start: nodes booted, clients and the nemesis scheduled.
+    #[must_use]
+    pub fn new(options: SimOptions) -> Simulator {
+        let mut prng = Prng::new(options.seed);
+        let voters: Vec<ReplicaId> =
+            (0..options.voters_count).map(|position| node_id(position)).collect();
+        let bootstrap = Configuration::bootstrap(&voters);
+        let nodes = (0..options.nodes_count())
+            .map(|position| {
+                let drift = options.drift_ppm_max;
+                let drift_ppm = i64::try_from(prng.range(0, 2 * drift.unsigned_abs() + 1))
+                    .expect("small")
+                    - drift;
+                let wall_offset_ms = i64::try_from(prng.range(0, 2_000)).expect("small") - 1_000;
+                SimNode::new(node_id(position), bootstrap.clone(), drift_ppm, wall_offset_ms)
+            })
+            .collect();
+        let mut network = Network::new(50, 2_000);
+        if options.faults {
+            network.drop_percent = options.drop_percent;
+            network.duplicate_percent = options.duplicate_percent;
+            network.spike_percent = options.spike_percent;
+            network.spike_us_max = 3 * options.election_timeout_ms * 1000;
+        }
+        let clients_count = options.clients_count;
+        let mut simulator = Simulator {
+            options,
+            prng,
+            now_us: 0,
+            queue: BTreeMap::new(),
+            sequence: 0,
+            nodes,
+            clients: Vec::new(),
+            network,
+            safety: SafetyChecker::default(),
+            history: Vec::new(),
+            actions: Actions::new(),
+            trace: Fnv64::new(),
+            next_process: 1,
+            unique_value: 0,
+            history_clock: 0,
+            healing: false,
+            stats: Stats::default(),
+        };
+        for position in 0..clients_count {
+            let process = simulator.process_new();
+            simulator.clients.push(SimClient::new(process));
+            let start = simulator.prng.range(0, 50_000);
+            simulator.schedule(start, Event::ClientWake(position));
+        }
+        for position in 0..simulator.nodes.len() {
+            simulator.node_start(position);
+        }
+        if simulator.options.faults {
+            let first = simulator.options.nemesis_interval_us;
+            simulator.schedule(first, Event::Nemesis);
+        }
+        let heal_at = simulator.options.fault_duration_us;
+        simulator.schedule(heal_at, Event::Heal);
+        simulator
+    }
+
+    pub(crate) fn schedule(&mut self, delay_us: u64, event: Event) {
+        assert!(self.queue.len() < EVENTS_MAX, "event queue overflow");
+        self.sequence += 1;
+        self.queue.insert((self.now_us + delay_us, self.sequence), event);
+    }
+
+    /// A history timestamp: simulated µs scaled so that events in the same µs stay in
+    /// processing order, and no call ties a return.
+    fn history_time(&mut self) -> u64 {
+        history_time(&mut self.history_clock, self.now_us)
+    }
+
+    fn process_new(&mut self) -> u64 {
+        let process = self.next_process;
+        self.next_process += 1;
+        process
+    }
+
+    /// Runs to the end. Returns the first safety or liveness violation.
+    ///
+    /// # Errors
+    /// A description of the violation.
+    pub fn run(&mut self) -> Result<(), String> {
+        let end_us = self.options.fault_duration_us + self.options.heal_duration_us;
+        while let Some(((time, _), event)) = self.queue.pop_first() {
+            if time > end_us {
+                break;
+            }
+            assert!(time >= self.now_us, "time never goes back");
+            self.now_us = time;
+            self.stats.events_count += 1;
+            self.trace.u64(time).u64(event_tag(&event));
+            if std::env::var_os("SIM_DEBUG_QUEUE").is_some() && self.stats.events_count % 100_000 == 0 {
+                eprintln!("{} events {} queue {} {:?}", time, self.stats.events_count, self.queue.len(), event);
+                eprintln!("  {}", self.cluster_summary());
+            }
+            self.handle(event)?;
+        }
+        self.now_us = end_us;
+        self.check_liveness()
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::Tick(node) => self.on_tick(node),
+            Event::Deliver { from, to, packet } => self.on_deliver(from, to, packet),
+            Event::Sync { node, incarnation } => self.on_sync(node, incarnation),
+            Event::ClientWake(client) => {
+                self.on_client_wake(client);
+                Ok(())
+            }
+            Event::Nemesis => self.on_nemesis(),
+            Event::Restart(node) => {
+                if !self.nodes[node].is_up() {
+                    self.node_start(node);
+                }
+                Ok(())
+            }
+            Event::Heal => {
+                self.heal();
+                Ok(())
+            }
+        }
+    }
+
+    /// The trace hash: equal for two runs of one seed, or the simulator is not deterministic.
+    #[must_use]
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.finish()
+    }
+
+    /// The client history recorded so far.
+    #[must_use]
+    pub fn history(&self) -> &[Operation] {
+        &self.history
+    }
+
+    /// Counters for the report.
+    #[must_use]
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The safety checker's state, for the report.
+    #[must_use]
+    pub fn safety(&self) -> &SafetyChecker {
+        &self.safety
+    }
+
+    /// Simulated time reached, in µs.
+    #[must_use]
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    // ----- Nodes -----
+
+    pub(crate) fn node_start(&mut self, position: usize) {
+        let node = &mut self.nodes[position];
+        assert!(!node.is_up());
+        let mut config = ReplicaConfig::new(node.id, self.options.seed ^ node.incarnation);
+        config.election_timeout_ms = self.options.election_timeout_ms;
+        config.heartbeat_interval_ms = self.options.heartbeat_interval_ms;
+        config.planted_bugs = self.options.planted_bugs;
+        let restored = node.disk.restored();
+        node.chain = ChainTracker::from_entries(&restored.entries);
+        node.commit_checked = LogIndex::ZERO;
+        node.kv = crate::kv::KvStore::default();
+        node.waiting.clear();
+        node.sync_scheduled = false;
+        let now = node.time(self.now_us);
+        node.replica = Some(Replica::new(config, node.bootstrap.clone(), restored, now));
+        let offset = self.prng.range(0, self.options.tick_us);
+        self.schedule(offset, Event::Tick(position));
+    }
+
+    pub(crate) fn node_crash(&mut self, position: usize) {
+        let tear = self.prng.chance(1, 2);
+        let node = &mut self.nodes[position];
+        if node.replica.take().is_none() {
+            return;
+        }
+        node.disk.crash(&mut self.prng, tear);
+        node.incarnation += 1;
+        node.waiting.clear();
+        node.paused_until_us = 0;
+        self.stats.crashes_count += 1;
+    }
+
+    /// Runs one input on a live replica, then carries out what it asked for.
+    fn with_replica(
+        &mut self,
+        position: usize,
+        input: impl FnOnce(&mut Replica, &mut Actions),
+    ) -> Result<(), String> {
+        let mut actions = std::mem::take(&mut self.actions);
+        let Some(replica) = self.nodes[position].replica.as_mut() else {
+            self.actions = actions;
+            return Ok(());
+        };
+        input(replica, &mut actions);
+        replica.invariants();
+        let result = self.process_actions(position, &mut actions);
+        actions.drain().for_each(drop);
+        self.actions = actions;
+        result
+    }
+
+    /// Carries out actions produced by an input the nemesis made directly.
+    pub(crate) fn process_external_actions(
+        &mut self,
+        position: usize,
+        mut actions: Actions,
+    ) -> Result<(), String> {
+        self.process_actions(position, &mut actions)
+    }
+
+    fn process_actions(&mut self, position: usize, actions: &mut Actions) -> Result<(), String> {
+        let mut list: Vec<Action> = actions.drain().collect();
+        while !list.is_empty() {
+            for action in list.drain(..) {
+                self.process_action(position, action, actions)?;
+            }
+            // Applying may call back into the replica, which may emit more actions.
+            list.extend(actions.drain());
+        }
+        Ok(())
+    }
+
+    fn process_action(
+        &mut self,
+        position: usize,
+        action: Action,
+        actions: &mut Actions,
+    ) -> Result<(), String> {
+        let id = self.nodes[position].id;
+        match action {
+            Action::Persist { id: persist_id, hard_state, entries } => {
+                self.trace.u64(1).u64(persist_id.0).u64(entries.len() as u64);
+                let node = &mut self.nodes[position];
+                self.safety.on_entries(id, &mut node.chain, &entries)?;
+                node.disk.write(persist_id, hard_state, entries);
+                if !node.sync_scheduled {
+                    node.sync_scheduled = true;
+                    let incarnation = node.incarnation;
+                    let delay = self.prng.range(self.options.sync_us_min, self.options.sync_us_max);
+                    self.schedule(delay, Event::Sync { node: position, incarnation });
+                }
+            }
+            Action::Send { to, message } => {
+                self.trace.u64(2).u64(to.0).u64(message.term().0);
+                let envelope = Envelope { from: id, to, message };
+                let target = node_position(to);
+                self.send(Endpoint::Node(position), Endpoint::Node(target), Packet::Raft(envelope));
+            }
+            Action::Apply { entries } => self.apply(position, &entries, actions)?,
+            Action::RoleChanged { role, term, .. } => {
+                self.trace.u64(3).u64(term.0).u64(role as u64);
+                if role == Role::Leader {
+                    let replica = self.nodes[position].replica.as_ref().expect("up");
+                    self.safety.on_leader(id, term, replica.log().entries())?;
+                }
+            }
+            Action::Committed { index } => {
+                let node = &mut self.nodes[position];
+                let replica = node.replica.as_ref().expect("up");
+                self.safety.on_commit(id, &mut node.commit_checked, index, replica.log().entries())?;
+            }
+            Action::MembershipOutcome { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        position: usize,
+        entries: &[coracle_engine::Entry],
+        _actions: &mut Actions,
+    ) -> Result<(), String> {
+        let id = self.nodes[position].id;
+        let mut last = LogIndex::ZERO;
+        for entry in entries {
+            self.safety.on_apply(id, entry)?;
+            last = entry.index;
+            let node = &mut self.nodes[position];
+            let output = match &entry.body {
+                coracle_engine::EntryBody::Command { payload } => {
+                    let command = KvCommand::decode(payload)
+                        .map_err(|error| format!("node {id}: undecodable command: {error}"))?;
+                    node.kv.apply(&command)
+                }
+                _ => None,
+            };
+            let waiting: Vec<(LogIndex, Waiting)> =
+                node.waiting.range(..=entry.index).map(|(&index, &waiting)| (index, waiting)).collect();
+            for &(index, _) in &waiting {
+                node.waiting.remove(&index);
+            }
+            for (index, waiting) in waiting {
+                let reply = if index == entry.index && waiting.term == entry.term {
+                    match output {
+                        Some(output) => Reply::Done(output),
+                        None => continue,
+                    }
+                } else {
+                    Reply::Lost(index)
+                };
+                let packet =
+                    Packet::Response { client: waiting.process, request: waiting.request, reply };
+                self.send(Endpoint::Node(position), Endpoint::Client(waiting.client), packet);
+            }
+        }
+        if last > LogIndex::ZERO {
+            if let Some(replica) = self.nodes[position].replica.as_mut() {
+                replica.on_applied(last);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, from: Endpoint, to: Endpoint, packet: Packet) {
+        let delays = self.network.route(&mut self.prng, from, to);
+        for delay in delays {
+            self.schedule(delay, Event::Deliver { from, to, packet: packet.clone() });
+        }
+    }
+
+    /// True if a node is paused now; its event is then moved to when it wakes.
+    fn deferred_by_pause(&mut self, position: usize, event: &Event) -> bool {
+        let until = self.nodes[position].paused_until_us;
+        if until > self.now_us {
+            self.schedule(until - self.now_us, event.clone());
+            return true;
+        }
+        false
+    }
+
+    fn on_tick(&mut self, position: usize) -> Result<(), String> {
+        if !self.nodes[position].is_up() {
+            return Ok(()); // The node crashed; a restart schedules new ticks.
+        }
+        if self.deferred_by_pause(position, &Event::Tick(position)) {
+            return Ok(());
+        }
+        let tick = self.options.tick_us;
+        self.schedule(tick, Event::Tick(position));
+        let now = self.nodes[position].time(self.now_us);
+        self.with_replica(position, |replica, actions| replica.tick(now, actions))
+    }
+
+    fn on_sync(&mut self, position: usize, incarnation: u64) -> Result<(), String> {
+        if self.nodes[position].incarnation != incarnation {
+            return Ok(()); // For a process that crashed since.
+        }
+        let event = Event::Sync { node: position, incarnation };
+        if self.deferred_by_pause(position, &event) {
+            return Ok(());
+        }
+        let node = &mut self.nodes[position];
+        node.sync_scheduled = false;
+        let Some(persisted) = node.disk.sync() else {
+            return Ok(());
+        };
+        self.with_replica(position, |replica, actions| replica.on_persisted(persisted, actions))
+    }
+
+    fn on_deliver(&mut self, from: Endpoint, to: Endpoint, packet: Packet) -> Result<(), String> {
+        if !self.network.connected(from, to) {
+            return Ok(()); // A partition began while the message was in flight.
+        }
+        match to {
+            Endpoint::Node(position) => {
+                if !self.nodes[position].is_up() {
+                    return Ok(());
+                }
+                let event = Event::Deliver { from, to, packet };
+                if self.deferred_by_pause(position, &event) {
+                    return Ok(());
+                }
+                let Event::Deliver { packet, .. } = event else {
+                    unreachable!("constructed above")
+                };
+                self.stats.delivered_count += 1;
+                match packet {
+                    Packet::Raft(envelope) => self.with_replica(position, |replica, actions| {
+                        replica.on_message(envelope, actions);
+                    }),
+                    Packet::Request(command) => self.on_request(position, from, command),
+                    Packet::Response { .. } => Ok(()),
+                }
+            }
+            Endpoint::Client(client) => {
+                if let Packet::Response { client: process, request, reply } = packet {
+                    self.on_client_response(client, process, request, reply);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_request(&mut self, position: usize, from: Endpoint, command: KvCommand) -> Result<(), String> {
+        let Endpoint::Client(client) = from else {
+            return Ok(());
+        };
+        let replica = self.nodes[position].replica.as_ref().expect("up");
+        if replica.role() != Role::Leader {
+            let leader = replica.leader();
+            let reply = Reply::NotLeader(leader);
+            let packet = Packet::Response { client: command.client, request: command.request, reply };
+            self.send(Endpoint::Node(position), from, packet);
+            return Ok(());
+        }
+        let mut submitted = None;
+        self.with_replica(position, |replica, actions| {
+            submitted = replica.submit(command.encode(), actions).ok();
+        })?;
+        if let Some((index, term)) = submitted {
+            let waiting =
+                Waiting { term, client, process: command.client, request: command.request };
+            self.nodes[position].waiting.insert(index, waiting);
+        }
+        Ok(())
+    }
+
+    // ----- Clients -----
+
+    fn on_client_wake(&mut self, position: usize) {
+        let now = self.now_us;
+        let client = &mut self.clients[position];
+        match &client.in_flight {
+            Some(in_flight) if !self.healing && now >= in_flight.give_up_us => {
+                // Give up: the outcome stays unknown, and this process never runs again.
+                client.in_flight = None;
+                client.unknown_count += 1;
+                self.stats.unknown_count += 1;
+                let process = self.process_new();
+                let client = &mut self.clients[position];
+                client.process = process;
+                client.request = 0;
+                let think = self.prng.range(0, self.options.think_us_max);
+                self.schedule(think, Event::ClientWake(position));
+            }
+            Some(in_flight) if now >= in_flight.attempt_deadline_us => self.client_attempt(position),
+            Some(in_flight) => {
+                // Woken early (the give-up time moved when faults stopped): sleep on.
+                let wake = in_flight.attempt_deadline_us.min(in_flight.give_up_us) - now;
+                self.schedule(wake, Event::ClientWake(position));
+            }
+            None => self.client_invoke(position),
+        }
+    }
+
+    fn client_invoke(&mut self, position: usize) {
+        let op = SimClient::random_op(&mut self.prng, &mut self.unique_value);
+        let call_time = self.history_time();
+        let client = &mut self.clients[position];
+        client.request += 1;
+        let command = KvCommand { client: client.process, request: client.request, op };
+        self.history.push(Operation {
+            process: client.process,
+            op,
+            call_us: call_time,
+            output: None,
+            return_us: None,
+        });
+        client.in_flight = Some(InFlight {
+            command,
+            history_position: self.history.len() - 1,
+            target: 0,
+            attempt_deadline_us: 0,
+            give_up_us: self.now_us + GIVE_UP_US,
+            attempts: 0,
+        });
+        self.client_attempt(position);
+    }
+
+    fn client_attempt(&mut self, position: usize) {
+        let nodes_count = self.nodes.len();
+        let target = self.clients[position].pick_target(&mut self.prng, nodes_count);
+        let now = self.now_us;
+        let client = &mut self.clients[position];
+        let in_flight = client.in_flight.as_mut().expect("an operation in flight");
+        in_flight.target = target;
+        in_flight.attempts += 1;
+        in_flight.attempt_deadline_us = now + ATTEMPT_TIMEOUT_US;
+        let command = in_flight.command;
+        if std::env::var_os("SIM_DEBUG").is_some() { eprintln!("{} client {position} attempt {command:?} -> {target}", now); }
+        let wake = (in_flight.give_up_us.min(in_flight.attempt_deadline_us)).saturating_sub(now);
+        self.send(Endpoint::Client(position), Endpoint::Node(target), Packet::Request(command));
+        self.schedule(wake.max(1), Event::ClientWake(position));
+    }
+
+    fn on_client_response(&mut self, position: usize, process: u64, request: u64, reply: Reply) {
+        if std::env::var_os("SIM_DEBUG").is_some() { eprintln!("{} client {position} response p{process} r{request} {reply:?}", self.now_us); }
+        let client = &mut self.clients[position];
+        let Some(in_flight) = client.in_flight.as_mut() else {
+            return;
+        };
+        if in_flight.command.client != process || in_flight.command.request != request {
+            return; // An answer to an earlier attempt or an abandoned process.
+        }
+        match reply {
+            Reply::Done(output) => {
+                let history_position = in_flight.history_position;
+                let return_time = history_time(&mut self.history_clock, self.now_us);
+                client.in_flight = None;
+                client.completed_count += 1;
+                self.stats.completed_count += 1;
+                let operation = &mut self.history[history_position];
+                operation.output = Some(output);
+                operation.return_us = Some(return_time);
+                self.trace.u64(4).u64(process).u64(request);
+                let think = self.prng.range(0, self.options.think_us_max);
+                self.schedule(think, Event::ClientWake(position));
+            }
+            Reply::NotLeader(hint) => {
+                client.leader_hint = hint.map(node_position);
+                in_flight.attempt_deadline_us = self.now_us + RETRY_BACKOFF_US;
+                self.schedule(RETRY_BACKOFF_US, Event::ClientWake(position));
+            }
+            Reply::Lost(_) => {
+                in_flight.attempt_deadline_us = self.now_us + RETRY_BACKOFF_US;
+                self.schedule(RETRY_BACKOFF_US, Event::ClientWake(position));
+            }
+        }
+    }
+
+    // ----- Liveness -----
+
+    /// End of the fault phase: heal everything; the cluster must now recover.
+    fn heal(&mut self) {
+        self.healing = true;
+        self.network.heal();
+        self.network.drop_percent = 0;
+        self.network.duplicate_percent = 0;
+        self.network.spike_percent = 0;
+        for position in 0..self.nodes.len() {
+            self.nodes[position].paused_until_us = 0;
+            if !self.nodes[position].is_up() {
+                self.node_start(position);
+            }
+        }
+        let now = self.now_us;
+        for client in &mut self.clients {
+            if let Some(in_flight) = client.in_flight.as_mut() {
+                in_flight.give_up_us = u64::MAX;
+                in_flight.attempt_deadline_us = in_flight.attempt_deadline_us.min(now + ATTEMPT_TIMEOUT_US);
+            }
+        }
+    }
+
+    /// After the heal phase: a leader leads, and every client finished what it had pending
+    /// in the first half of the heal phase.
+    fn check_liveness(&self) -> Result<(), String> {
+        let leaders = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.replica.as_ref())
+            .filter(|replica| replica.role() == Role::Leader)
+            .count();
+        if leaders == 0 {
+            return Err("liveness: no leader at the end of the heal phase".into());
+        }
+        let cutoff = self.options.fault_duration_us + self.options.heal_duration_us / 2;
+        for (position, client) in self.clients.iter().enumerate() {
+            if let Some(in_flight) = &client.in_flight {
+                let call_us = self.history[in_flight.history_position].call_us / 1000;
+                if call_us < cutoff {
+                    return Err(format!(
+                        "liveness: client {position}'s operation from {} ms still pending after heal ({:?}); {}",
+                        call_us / 1000,
+                        in_flight.command,
+                        self.cluster_summary()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Simulator {
+    /// One line per server: role, term, log, commit, membership (for failure reports).
+    #[must_use]
+    pub fn cluster_summary(&self) -> String {
+        let mut lines = Vec::new();
+        for node in &self.nodes {
+            match &node.replica {
+                None => lines.push(format!("{}: down", node.id)),
+                Some(replica) => {
+                    let configuration = replica.configuration();
+                    let members: Vec<String> = configuration
+                        .members
+                        .iter()
+                        .map(|member| format!("{}:{:?}/{:?}", member.id, member.member_type, member.status))
+                        .collect();
+                    lines.push(format!(
+                        "{}: {:?} term {} leader {:?} last {} commit {} applied {} config@{} [{}]",
+                        node.id,
+                        replica.role(),
+                        replica.term(),
+                        replica.leader().map(|id| id.0),
+                        replica.log().last_index(),
+                        replica.commit_index(),
+                        replica.applied_index(),
+                        configuration.index,
+                        members.join(" ")
+                    ));
+                }
+            }
+        }
+        lines.join("\n  ")
+    }
+}
+
+/// Simulated µs × 1000 plus a tie-breaker, strictly increasing.
+fn history_time(clock: &mut u64, now_us: u64) -> u64 {
+    *clock = (*clock + 1).max(now_us * 1000);
+    *clock
+}
+
+/// The Raft id of the node at `position` (ids start at 1).
+#[must_use]
+pub fn node_id(position: usize) -> ReplicaId {
+    ReplicaId(position as u64 + 1)
+}
+
+/// The position of the node with Raft id `id`.
+#[must_use]
+pub fn node_position(id: ReplicaId) -> usize {
+    usize::try_from(id.0 - 1).expect("small ids")
+}
+
+fn event_tag(event: &Event) -> u64 {
+    match event {
+        Event::Tick(node) => 10 + *node as u64,
+        Event::Deliver { to: Endpoint::Node(node), .. } => 100 + *node as u64,
+        Event::Deliver { to: Endpoint::Client(client), .. } => 200 + *client as u64,
+        Event::Sync { node, .. } => 300 + *node as u64,
+        Event::ClientWake(client) => 400 + *client as u64,
+        Event::Nemesis => 500,
+        Event::Restart(node) => 600 + *node as u64,
+        Event::Heal => 700,
+    }
+}
