@@ -39,7 +39,7 @@ pub struct PlantedBugs {
     pub commit_past_request: bool,
     /// Allow membership changes before the leader's no-op commits, and several at once.
     pub config_change_unguarded: bool,
-    /// Grant votes without checking the candidate's log is up to date.
+    /// Grant polls and votes without checking the candidate's log is up to date.
     pub vote_any_log: bool,
     /// Count the leader's own entries before they are durable.
     pub leader_counts_unpersisted: bool,

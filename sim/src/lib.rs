@@ -15,6 +15,7 @@ pub mod network;
 pub mod node;
 pub mod options;
 pub mod safety;
+pub mod scenario;
 pub mod simulator;
 pub mod runner;
 pub mod history_check;

@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 use coracle_sim::runner::{run_seed, SeedOutcome};
+use coracle_engine::PlantedBugs;
+use coracle_sim::options::planted_bug;
 use coracle_sim::SimOptions;
 
 struct Arguments {
@@ -11,13 +13,19 @@ struct Arguments {
     start: u64,
     threads: usize,
     verbose: bool,
+    planted_bugs: PlantedBugs,
+    stop_at_first_failure: bool,
 }
 
-const USAGE: &str = "usage: coracle-sim [--seeds N] [--start S] [--threads T] [--verbose]\n\
+const USAGE: &str = "usage: coracle-sim [--seeds N] [--start S] [--threads T] [--verbose] [--planted-bug NAME]\n\
   --seeds N    number of seeds to run (default 100)\n\
   --start S    first seed (default 0); seed S+i is run for i in 0..N\n\
   --threads T  worker threads (default: available cores)\n\
-  --verbose    print every seed's outcome, not only failures";
+  --verbose    print every seed's outcome, not only failures\n\
+  --planted-bug NAME  switch on a deliberate engine bug (sensitivity check) and stop at the\n\
+               first seed that catches it; names: commit-previous-term, vote-without-persist,\n\
+               ack-before-persist, skip-log-matching, commit-past-request,\n\
+               config-change-unguarded, vote-any-log, leader-counts-unpersisted";
 
 fn parse_arguments() -> Result<Arguments, String> {
     let mut arguments = Arguments {
@@ -25,6 +33,8 @@ fn parse_arguments() -> Result<Arguments, String> {
         start: 0,
         threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         verbose: false,
+        planted_bugs: PlantedBugs::default(),
+        stop_at_first_failure: false,
     };
     let mut iterator = std::env::args().skip(1);
     while let Some(flag) = iterator.next() {
@@ -43,6 +53,11 @@ fn parse_arguments() -> Result<Arguments, String> {
                 arguments.threads = usize::try_from(threads).map_err(|_| "--threads too large")?;
             }
             "--verbose" => arguments.verbose = true,
+            "--planted-bug" => {
+                let name = iterator.next().ok_or("--planted-bug needs a name")?;
+                arguments.planted_bugs = planted_bug(&name)?;
+                arguments.stop_at_first_failure = true;
+            }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -101,12 +116,19 @@ fn main() -> ExitCode {
         let sender = sender.clone();
         let next = std::sync::Arc::clone(&next);
         let (seeds, start) = (arguments.seeds, arguments.start);
+        let (planted_bugs, stop) = (arguments.planted_bugs, arguments.stop_at_first_failure);
         workers.push(std::thread::spawn(move || loop {
             let offset = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if offset >= seeds {
                 break;
             }
-            let outcome = run_seed(SimOptions::from_seed(start + offset));
+            let mut options = SimOptions::from_seed(start + offset);
+            options.planted_bugs = planted_bugs;
+            let outcome = run_seed(options);
+            if stop && outcome.result.is_err() {
+                // Claim every remaining seed so that the other workers stop too.
+                next.store(seeds, std::sync::atomic::Ordering::Relaxed);
+            }
             if sender.send(outcome).is_err() {
                 break;
             }

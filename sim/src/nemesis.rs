@@ -17,14 +17,25 @@ impl Simulator {
         let next = self.prng.range(interval / 2, interval * 3 / 2 + 1);
         self.schedule(next, Event::Nemesis);
         match self.prng.range(0, 100) {
-            0..=29 => self.nemesis_partition(),
-            30..=44 => self.network.heal(),
-            45..=64 => self.nemesis_crash(),
-            65..=74 => self.nemesis_pause(),
-            75..=89 => return self.nemesis_membership(),
+            0..=27 => self.nemesis_partition(),
+            28..=39 => self.network.heal(),
+            40..=69 => self.nemesis_crash(),
+            70..=79 => self.nemesis_pause(),
+            80..=91 => return self.nemesis_membership(),
             _ => self.nemesis_clock_jump(),
         }
         Ok(())
+    }
+
+    /// Membership churn: a change at the leader every so often while faults are on.
+    pub(crate) fn on_membership(&mut self) -> Result<(), String> {
+        if self.healing {
+            return Ok(());
+        }
+        let interval = self.options.membership_interval_us;
+        let next = self.prng.range(interval / 2, interval * 3 / 2 + 1);
+        self.schedule(next, Event::Membership);
+        self.nemesis_membership()
     }
 
     fn leader_position(&self) -> Option<usize> {
@@ -68,14 +79,14 @@ impl Simulator {
         if up.is_empty() {
             return;
         }
-        let victim = if self.prng.chance(1, 3) {
+        let victim = if self.prng.chance(1, 2) {
             self.leader_position().unwrap_or(up[0])
         } else {
             up[usize::try_from(self.prng.range(0, up.len() as u64)).expect("small")]
         };
         self.node_crash(victim);
         let timeout_us = self.options.election_timeout_ms * 1000;
-        let downtime = self.prng.range(timeout_us, 20 * timeout_us);
+        let downtime = self.prng.range(timeout_us / 2, 10 * timeout_us);
         self.schedule(downtime, Event::Restart(victim));
     }
 

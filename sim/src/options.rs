@@ -41,6 +41,12 @@ pub struct SimOptions {
     pub sync_us_max: u64,
     /// Whether the nemesis runs (partitions, crashes, pauses, membership, clock jumps).
     pub faults: bool,
+    /// Bound on the entries of one append (small values split batches, as Figure 8 needs).
+    pub append_size_bytes_max: usize,
+    /// Appends in flight per follower.
+    pub pipeline_depth: usize,
+    /// Mean pause between membership changes (0: only the nemesis's occasional ones).
+    pub membership_interval_us: u64,
     /// Deliberate engine bugs (sensitivity tests only).
     pub planted_bugs: PlantedBugs,
 }
@@ -77,8 +83,15 @@ impl SimOptions {
             spike_percent: prng.range(0, 4),
             drift_ppm_max: i64::try_from(prng.range(0, 50_001)).expect("small"),
             sync_us_min: 100,
-            sync_us_max: prng.range(500, 5_000),
+            sync_us_max: if prng.chance(1, 3) { prng.range(5_000, 20_000) } else { prng.range(500, 5_000) },
             faults: true,
+            append_size_bytes_max: match prng.range(0, 4) {
+                0 | 1 => 32 * 1024,
+                2 => 512,
+                _ => 64,
+            },
+            pipeline_depth: [1, 2, 8][usize::try_from(prng.range(0, 3)).expect("small")],
+            membership_interval_us: if prng.chance(1, 3) { prng.range(100_000, 600_000) } else { 0 },
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -88,4 +101,41 @@ impl SimOptions {
     pub fn nodes_count(&self) -> usize {
         self.voters_count + self.spares_count
     }
+}
+
+/// The names of the planted bugs, as `--planted-bug` takes them.
+pub const PLANTED_BUG_NAMES: [&str; 8] = [
+    "commit-previous-term",
+    "vote-without-persist",
+    "ack-before-persist",
+    "skip-log-matching",
+    "commit-past-request",
+    "config-change-unguarded",
+    "vote-any-log",
+    "leader-counts-unpersisted",
+];
+
+/// The planted bug called `name` (one of [`PLANTED_BUG_NAMES`]).
+///
+/// # Errors
+/// An unknown name, with the list of known ones.
+pub fn planted_bug(name: &str) -> Result<PlantedBugs, String> {
+    let mut bugs = PlantedBugs::default();
+    match name {
+        "commit-previous-term" => bugs.commit_previous_term = true,
+        "vote-without-persist" => bugs.vote_without_persist = true,
+        "ack-before-persist" => bugs.ack_before_persist = true,
+        "skip-log-matching" => bugs.skip_log_matching = true,
+        "commit-past-request" => bugs.commit_past_request = true,
+        "config-change-unguarded" => bugs.config_change_unguarded = true,
+        "vote-any-log" => bugs.vote_any_log = true,
+        "leader-counts-unpersisted" => bugs.leader_counts_unpersisted = true,
+        other => {
+            return Err(format!(
+                "unknown planted bug '{other}'; known: {}",
+                PLANTED_BUG_NAMES.join(", ")
+            ))
+        }
+    }
+    Ok(bugs)
 }

@@ -32,6 +32,7 @@ pub(crate) enum Event {
     Sync { node: usize, incarnation: u64 },
     ClientWake(usize),
     Nemesis,
+    Membership,
     Restart(usize),
     Heal,
 }
@@ -133,6 +134,10 @@ impl Simulator {
         if simulator.options.faults {
             let first = simulator.options.nemesis_interval_us;
             simulator.schedule(first, Event::Nemesis);
+            let membership = simulator.options.membership_interval_us;
+            if membership > 0 {
+                simulator.schedule(membership, Event::Membership);
+            }
         }
         let heal_at = simulator.options.fault_duration_us;
         simulator.schedule(heal_at, Event::Heal);
@@ -191,6 +196,7 @@ impl Simulator {
                 Ok(())
             }
             Event::Nemesis => self.on_nemesis(),
+            Event::Membership => self.on_membership(),
             Event::Restart(node) => {
                 if !self.nodes[node].is_up() {
                     self.node_start(node);
@@ -243,6 +249,8 @@ impl Simulator {
         config.election_timeout_ms = self.options.election_timeout_ms;
         config.heartbeat_interval_ms = self.options.heartbeat_interval_ms;
         config.planted_bugs = self.options.planted_bugs;
+        config.append_size_bytes_max = self.options.append_size_bytes_max;
+        config.pipeline_depth = self.options.pipeline_depth;
         let restored = node.disk.restored();
         node.chain = ChainTracker::from_entries(&restored.entries);
         node.commit_checked = LogIndex::ZERO;
@@ -640,7 +648,10 @@ impl Simulator {
             .filter(|replica| replica.role() == Role::Leader)
             .count();
         if leaders == 0 {
-            return Err("liveness: no leader at the end of the heal phase".into());
+            return Err(format!(
+                "liveness: no leader at the end of the heal phase;\n  {}",
+                self.cluster_summary()
+            ));
         }
         let cutoff = self.options.fault_duration_us + self.options.heal_duration_us / 2;
         for (position, client) in self.clients.iter().enumerate() {
@@ -720,6 +731,7 @@ fn event_tag(event: &Event) -> u64 {
         Event::Sync { node, .. } => 300 + *node as u64,
         Event::ClientWake(client) => 400 + *client as u64,
         Event::Nemesis => 500,
+        Event::Membership => 800,
         Event::Restart(node) => 600 + *node as u64,
         Event::Heal => 700,
     }

@@ -166,10 +166,12 @@ impl Replica {
         if self.role == Role::Leader {
             self.leader_on_contact(from);
         }
-        let granted = self.configuration().member_type(self.id()) == MemberType::Active
-            && request.term > self.hard_state.term
+        // Like a vote, a poll is answered whatever this server's own configuration says
+        // (Raft §4.1): it may not have heard yet that it was promoted to voter.
+        let granted = request.term > self.hard_state.term
             && !self.in_leader_lease()
-            && self.log.is_up_to_date(request.last_index, request.last_term);
+            && (self.config.planted_bugs.vote_any_log
+                || self.log.is_up_to_date(request.last_index, request.last_term));
         let term = if granted { request.term } else { self.hard_state.term };
         let response = VoteResponse { term, granted };
         self.send(from, Message::PollResponse(response), false, actions);
@@ -210,11 +212,13 @@ impl Replica {
         actions: &mut Actions,
     ) {
         let term = self.hard_state.term;
-        let voter = self.configuration().member_type(self.id()) == MemberType::Active;
+        // Votes are granted without consulting this server's configuration (Raft §4.1): a
+        // passive or reserve member may be a voter in a configuration it has not received
+        // yet, and without its vote the new voters could never elect anyone.
         let free = self.hard_state.vote.is_none() || self.hard_state.vote == Some(request.candidate);
         let log_ok = self.config.planted_bugs.vote_any_log
             || self.log.is_up_to_date(request.last_index, request.last_term);
-        let granted = voter && request.term == term && free && log_ok && self.role != Role::Leader;
+        let granted = request.term == term && free && log_ok && self.role != Role::Leader;
         if granted {
             self.hard_state.vote = Some(request.candidate);
             self.persist(Vec::new(), actions);

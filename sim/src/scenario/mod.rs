@@ -1,0 +1,1 @@
+//! Datadriven scenario transcripts (being written).
