@@ -97,11 +97,17 @@ impl Progress {
     /// A rejection of the append after `rejected_index`. `retry_from` is where to look next.
     /// Returns false if the rejection is stale.
     pub fn on_rejected(&mut self, rejected_index: LogIndex, retry_from: LogIndex) -> bool {
-        if rejected_index < self.match_index {
-            return false; // An old append; we already know better.
+        if rejected_index <= self.match_index {
+            // An old append (we already know better), or a receiver that lost entries it
+            // acknowledged: backing up below a match would loop forever, so ignore it.
+            return false;
         }
-        if self.mode == ProgressMode::Probe && rejected_index != self.next_index.prev() {
-            return false; // Not the probe we are waiting for.
+        if self.mode == ProgressMode::Probe
+            && (rejected_index != self.next_index.prev() || self.in_flight.is_empty())
+        {
+            // Not the probe we are waiting for, or a duplicate answer to one already
+            // answered: resending for it would multiply messages with every duplicate.
+            return false;
         }
         self.mode = ProgressMode::Probe;
         self.in_flight.clear();

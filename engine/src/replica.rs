@@ -409,7 +409,8 @@ impl Replica {
                 false
             }
             Message::AppendRequest(request) => {
-                self.become_follower(term, Some(request.leader), actions);
+                let leader = (request.leader != self.id()).then_some(request.leader);
+                self.become_follower(term, leader, actions);
                 true
             }
             Message::ConfigureRequest(request) => {

@@ -53,6 +53,8 @@ pub struct SimClient {
     pub completed_count: u64,
     /// Operations given up with unknown outcome.
     pub unknown_count: u64,
+    /// Bumped whenever the client's timer is set; older timer events are ignored.
+    pub wake_generation: u64,
 }
 
 /// Bounds on the keys and values clients use.
@@ -69,6 +71,7 @@ impl SimClient {
             leader_hint: None,
             completed_count: 0,
             unknown_count: 0,
+            wake_generation: 0,
         }
     }
 

@@ -86,7 +86,13 @@ impl Simulator {
         };
         self.node_crash(victim);
         let timeout_us = self.options.election_timeout_ms * 1000;
-        let downtime = self.prng.range(timeout_us / 2, 10 * timeout_us);
+        // Some crashes are a supervisor restarting the process at once, which is when a
+        // forgotten vote or acknowledgement does the most harm.
+        let downtime = if self.prng.chance(1, 3) {
+            self.prng.range(1_000, 10_000)
+        } else {
+            self.prng.range(timeout_us / 2, 10 * timeout_us)
+        };
         self.schedule(downtime, Event::Restart(victim));
     }
 

@@ -30,7 +30,8 @@ pub(crate) enum Event {
     Tick(usize),
     Deliver { from: Endpoint, to: Endpoint, packet: Packet },
     Sync { node: usize, incarnation: u64 },
-    ClientWake(usize),
+    /// A client's timer; only the latest one scheduled for a client (by generation) counts.
+    ClientWake(usize, u64),
     Nemesis,
     Membership,
     Restart(usize),
@@ -126,7 +127,7 @@ impl Simulator {
             let process = simulator.process_new();
             simulator.clients.push(SimClient::new(process));
             let start = simulator.prng.range(0, 50_000);
-            simulator.schedule(start, Event::ClientWake(position));
+            simulator.client_wake(position, start);
         }
         for position in 0..simulator.nodes.len() {
             simulator.node_start(position);
@@ -154,6 +155,14 @@ impl Simulator {
     /// processing order, and no call ties a return.
     fn history_time(&mut self) -> u64 {
         history_time(&mut self.history_clock, self.now_us)
+    }
+
+    /// Sets a client's timer, replacing any earlier one.
+    fn client_wake(&mut self, position: usize, delay_us: u64) {
+        let client = &mut self.clients[position];
+        client.wake_generation += 1;
+        let generation = client.wake_generation;
+        self.schedule(delay_us, Event::ClientWake(position, generation));
     }
 
     fn process_new(&mut self) -> u64 {
@@ -191,8 +200,10 @@ impl Simulator {
             Event::Tick(node) => self.on_tick(node),
             Event::Deliver { from, to, packet } => self.on_deliver(from, to, packet),
             Event::Sync { node, incarnation } => self.on_sync(node, incarnation),
-            Event::ClientWake(client) => {
-                self.on_client_wake(client);
+            Event::ClientWake(client, generation) => {
+                if self.clients[client].wake_generation == generation {
+                    self.on_client_wake(client);
+                }
                 Ok(())
             }
             Event::Nemesis => self.on_nemesis(),
@@ -527,13 +538,13 @@ impl Simulator {
                 client.process = process;
                 client.request = 0;
                 let think = self.prng.range(0, self.options.think_us_max);
-                self.schedule(think, Event::ClientWake(position));
+                self.client_wake(position, think);
             }
             Some(in_flight) if now >= in_flight.attempt_deadline_us => self.client_attempt(position),
             Some(in_flight) => {
                 // Woken early (the give-up time moved when faults stopped): sleep on.
                 let wake = in_flight.attempt_deadline_us.min(in_flight.give_up_us) - now;
-                self.schedule(wake, Event::ClientWake(position));
+                self.client_wake(position, wake);
             }
             None => self.client_invoke(position),
         }
@@ -576,7 +587,7 @@ impl Simulator {
         if std::env::var_os("SIM_DEBUG").is_some() { eprintln!("{} client {position} attempt {command:?} -> {target}", now); }
         let wake = (in_flight.give_up_us.min(in_flight.attempt_deadline_us)).saturating_sub(now);
         self.send(Endpoint::Client(position), Endpoint::Node(target), Packet::Request(command));
-        self.schedule(wake.max(1), Event::ClientWake(position));
+        self.client_wake(position, wake.max(1));
     }
 
     fn on_client_response(&mut self, position: usize, process: u64, request: u64, reply: Reply) {
@@ -600,16 +611,16 @@ impl Simulator {
                 operation.return_us = Some(return_time);
                 self.trace.u64(4).u64(process).u64(request);
                 let think = self.prng.range(0, self.options.think_us_max);
-                self.schedule(think, Event::ClientWake(position));
+                self.client_wake(position, think);
             }
             Reply::NotLeader(hint) => {
                 client.leader_hint = hint.map(node_position);
                 in_flight.attempt_deadline_us = self.now_us + RETRY_BACKOFF_US;
-                self.schedule(RETRY_BACKOFF_US, Event::ClientWake(position));
+                self.client_wake(position, RETRY_BACKOFF_US);
             }
             Reply::Lost(_) => {
                 in_flight.attempt_deadline_us = self.now_us + RETRY_BACKOFF_US;
-                self.schedule(RETRY_BACKOFF_US, Event::ClientWake(position));
+                self.client_wake(position, RETRY_BACKOFF_US);
             }
         }
     }
@@ -729,7 +740,7 @@ fn event_tag(event: &Event) -> u64 {
         Event::Deliver { to: Endpoint::Node(node), .. } => 100 + *node as u64,
         Event::Deliver { to: Endpoint::Client(client), .. } => 200 + *client as u64,
         Event::Sync { node, .. } => 300 + *node as u64,
-        Event::ClientWake(client) => 400 + *client as u64,
+        Event::ClientWake(client, _) => 400 + *client as u64,
         Event::Nemesis => 500,
         Event::Membership => 800,
         Event::Restart(node) => 600 + *node as u64,

@@ -29,6 +29,11 @@ impl Replica {
             assert!(request.leader == self.id(), "another leader in my term");
             return;
         }
+        if request.leader == self.id() {
+            // A follower feeding what it believes is a passive member names us as the
+            // leader of this term, which we no longer are: its view is stale. Ignore it.
+            return;
+        }
         if self.role == Role::Candidate {
             self.become_follower(term, Some(request.leader), actions);
         }
