@@ -76,7 +76,9 @@ impl Actions {
     /// An empty buffer.
     #[must_use]
     pub fn new() -> Actions {
-        Actions { list: Vec::with_capacity(64) }
+        Actions {
+            list: Vec::with_capacity(64),
+        }
     }
 
     /// Appends one action.

@@ -19,7 +19,11 @@ impl RaftLog {
     /// never decrease.
     #[must_use]
     pub fn from_entries(entries: Vec<Entry>) -> RaftLog {
-        let log = RaftLog { base_index: LogIndex::ZERO, base_term: Term::ZERO, entries };
+        let log = RaftLog {
+            base_index: LogIndex::ZERO,
+            base_term: Term::ZERO,
+            entries,
+        };
         log.assert_valid();
         log
     }
@@ -27,13 +31,17 @@ impl RaftLog {
     /// Index of the last entry (the base index when empty).
     #[must_use]
     pub fn last_index(&self) -> LogIndex {
-        self.entries.last().map_or(self.base_index, |entry| entry.index)
+        self.entries
+            .last()
+            .map_or(self.base_index, |entry| entry.index)
     }
 
     /// Term of the last entry.
     #[must_use]
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(self.base_term, |entry| entry.term)
+        self.entries
+            .last()
+            .map_or(self.base_term, |entry| entry.term)
     }
 
     /// The entries held, first index first.
@@ -106,13 +114,19 @@ impl RaftLog {
     /// Appends one entry right after the last.
     pub fn push(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index().next(), "log has no holes");
-        assert!(entry.term >= self.last_term(), "terms never decrease along the log");
+        assert!(
+            entry.term >= self.last_term(),
+            "terms never decrease along the log"
+        );
         self.entries.push(entry);
     }
 
     /// Drops every entry after `index`. Returns how many entries were dropped.
     pub fn truncate_after(&mut self, index: LogIndex) -> usize {
-        assert!(index >= self.base_index, "cannot truncate into the compacted prefix");
+        assert!(
+            index >= self.base_index,
+            "cannot truncate into the compacted prefix"
+        );
         let keep = usize::try_from(index.0 - self.base_index.0).expect("log length fits usize");
         let dropped = self.entries.len().saturating_sub(keep);
         self.entries.truncate(keep);
@@ -157,7 +171,12 @@ mod tests {
     use crate::entry::EntryBody;
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry { index: LogIndex(index), term: Term(term), timestamp_ms: 0, body: EntryBody::Initialize }
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            timestamp_ms: 0,
+            body: EntryBody::Initialize,
+        }
     }
 
     #[test]
@@ -177,9 +196,18 @@ mod tests {
     #[test]
     fn backtracking_hint() {
         let log = RaftLog::from_entries(vec![entry(1, 1), entry(2, 1), entry(3, 4), entry(4, 4)]);
-        assert_eq!(log.last_index_with_term_at_most(LogIndex(4), Term(3)), LogIndex(2));
-        assert_eq!(log.last_index_with_term_at_most(LogIndex(9), Term(4)), LogIndex(4));
-        assert_eq!(log.last_index_with_term_at_most(LogIndex(4), Term(0)), LogIndex(0));
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(4), Term(3)),
+            LogIndex(2)
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(9), Term(4)),
+            LogIndex(4)
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(4), Term(0)),
+            LogIndex(0)
+        );
     }
 
     #[test]

@@ -45,7 +45,12 @@ impl Member {
     /// A member of the given type, available, updated at time zero.
     #[must_use]
     pub fn new(id: ReplicaId, member_type: MemberType) -> Member {
-        Member { id, member_type, status: MemberStatus::Available, updated_ms: 0 }
+        Member {
+            id,
+            member_type,
+            status: MemberStatus::Available,
+            updated_ms: 0,
+        }
     }
 }
 
@@ -66,7 +71,10 @@ impl Configuration {
     /// The bootstrap configuration: every listed server an ACTIVE voter.
     #[must_use]
     pub fn bootstrap(voters: &[ReplicaId]) -> Configuration {
-        let members = voters.iter().map(|&id| Member::new(id, MemberType::Active)).collect();
+        let members = voters
+            .iter()
+            .map(|&id| Member::new(id, MemberType::Active))
+            .collect();
         Configuration::from_members(LogIndex::ZERO, Term::ZERO, 0, members)
     }
 
@@ -79,7 +87,12 @@ impl Configuration {
         mut members: Vec<Member>,
     ) -> Configuration {
         members.sort_by_key(|member| member.id);
-        let configuration = Configuration { index, term, time_ms, members };
+        let configuration = Configuration {
+            index,
+            term,
+            time_ms,
+            members,
+        };
         configuration.assert_valid();
         configuration
     }
@@ -107,7 +120,8 @@ impl Configuration {
     /// The type of `id` in this configuration; INACTIVE when it is not a member.
     #[must_use]
     pub fn member_type(&self, id: ReplicaId) -> MemberType {
-        self.member(id).map_or(MemberType::Inactive, |member| member.member_type)
+        self.member(id)
+            .map_or(MemberType::Inactive, |member| member.member_type)
     }
 
     /// Ids of members of exactly this type, in id order.
@@ -162,11 +176,20 @@ impl Configuration {
                 member.updated_ms = time_ms;
                 members.insert(position, member);
             }
-            (MembershipChange::Join { .. }, Ok(_)) => return Err(ConfigurationError::AlreadyMember),
+            (MembershipChange::Join { .. }, Ok(_)) => {
+                return Err(ConfigurationError::AlreadyMember)
+            }
             (MembershipChange::Leave { .. }, Ok(position)) => {
                 members.remove(position);
             }
-            (MembershipChange::Reconfigure { member_type, status, .. }, Ok(position)) => {
+            (
+                MembershipChange::Reconfigure {
+                    member_type,
+                    status,
+                    ..
+                },
+                Ok(position),
+            ) => {
                 if *member_type == MemberType::Inactive {
                     members.remove(position);
                 } else {
@@ -180,7 +203,10 @@ impl Configuration {
                 return Err(ConfigurationError::NotMember);
             }
         }
-        if !members.iter().any(|member| member.member_type == MemberType::Active) {
+        if !members
+            .iter()
+            .any(|member| member.member_type == MemberType::Active)
+        {
             return Err(ConfigurationError::NoVoters);
         }
         Ok(members)
@@ -258,7 +284,9 @@ pub enum ConfigurationError {
 impl std::fmt::Display for ConfigurationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConfigurationError::NotLeader { leader: Some(leader) } => {
+            ConfigurationError::NotLeader {
+                leader: Some(leader),
+            } => {
                 write!(f, "not the leader; the leader is {leader}")
             }
             ConfigurationError::NotLeader { leader: None } => write!(f, "no leader known"),
@@ -290,7 +318,10 @@ mod tests {
         assert_eq!(configuration.quorum(), 2);
         let members = configuration
             .apply_change(
-                &MembershipChange::Join { id: ReplicaId(4), member_type: MemberType::Passive },
+                &MembershipChange::Join {
+                    id: ReplicaId(4),
+                    member_type: MemberType::Passive,
+                },
                 5,
             )
             .expect("join");
@@ -303,11 +334,23 @@ mod tests {
     #[test]
     fn changes_that_are_not_changes_are_refused() {
         let configuration = Configuration::bootstrap(&ids(&[1]));
-        let join = MembershipChange::Join { id: ReplicaId(1), member_type: MemberType::Active };
-        assert_eq!(configuration.apply_change(&join, 0), Err(ConfigurationError::AlreadyMember));
+        let join = MembershipChange::Join {
+            id: ReplicaId(1),
+            member_type: MemberType::Active,
+        };
+        assert_eq!(
+            configuration.apply_change(&join, 0),
+            Err(ConfigurationError::AlreadyMember)
+        );
         let leave = MembershipChange::Leave { id: ReplicaId(9) };
-        assert_eq!(configuration.apply_change(&leave, 0), Err(ConfigurationError::NotMember));
+        assert_eq!(
+            configuration.apply_change(&leave, 0),
+            Err(ConfigurationError::NotMember)
+        );
         let last = MembershipChange::Leave { id: ReplicaId(1) };
-        assert_eq!(configuration.apply_change(&last, 0), Err(ConfigurationError::NoVoters));
+        assert_eq!(
+            configuration.apply_change(&last, 0),
+            Err(ConfigurationError::NoVoters)
+        );
     }
 }

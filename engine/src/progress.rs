@@ -75,7 +75,11 @@ impl Progress {
     /// Returns false if it taught nothing (a duplicate, or older than what we know).
     pub fn on_success(&mut self, match_index: LogIndex) -> bool {
         let in_flight_before = self.in_flight.len();
-        while self.in_flight.front().is_some_and(|&last| last <= match_index) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|&last| last <= match_index)
+        {
             self.in_flight.pop_front();
         }
         let freed = self.in_flight.len() < in_flight_before;
@@ -111,7 +115,10 @@ impl Progress {
         }
         self.mode = ProgressMode::Probe;
         self.in_flight.clear();
-        self.next_index = retry_from.next().max(self.match_index.next()).min(self.next_index);
+        self.next_index = retry_from
+            .next()
+            .max(self.match_index.next())
+            .min(self.next_index);
         if self.next_index <= self.match_index {
             self.next_index = self.match_index.next();
         }
@@ -146,7 +153,10 @@ mod tests {
         progress.on_sent(LogIndex(12), 3, 4);
         progress.on_sent(LogIndex(14), 3, 4);
         assert_eq!(progress.next_index, LogIndex(15));
-        assert!(!progress.on_rejected(LogIndex(9), LogIndex(3)), "stale rejection ignored");
+        assert!(
+            !progress.on_rejected(LogIndex(9), LogIndex(3)),
+            "stale rejection ignored"
+        );
         assert!(progress.on_success(LogIndex(12)));
         assert_eq!(progress.in_flight.len(), 1);
     }

@@ -54,7 +54,9 @@ pub enum SubmitError {
 impl std::fmt::Display for SubmitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SubmitError::NotLeader { leader: Some(leader) } => {
+            SubmitError::NotLeader {
+                leader: Some(leader),
+            } => {
                 write!(f, "not the leader; the leader is {leader}")
             }
             SubmitError::NotLeader { leader: None } => write!(f, "not the leader; none known"),
@@ -149,7 +151,10 @@ impl Replica {
         let mut hard_state = restored.hard_state;
         if log.last_term() > hard_state.term {
             // A crash can keep entries of a term whose hard state had not been written yet.
-            hard_state = HardState { term: log.last_term(), vote: None };
+            hard_state = HardState {
+                term: log.last_term(),
+                vote: None,
+            };
         }
         let mut configurations = vec![bootstrap];
         let mut index = log.first_index();
@@ -201,7 +206,10 @@ impl Replica {
 
     /// Time passed: fire election and heartbeat timers.
     pub fn tick(&mut self, now: Time, actions: &mut Actions) {
-        assert!(now.monotonic_ms >= self.now.monotonic_ms, "monotonic time never goes back");
+        assert!(
+            now.monotonic_ms >= self.now.monotonic_ms,
+            "monotonic time never goes back"
+        );
         self.now = now;
         match self.role {
             Role::Leader => self.leader_tick(actions),
@@ -220,7 +228,11 @@ impl Replica {
 
     /// A message arrived from another server.
     pub fn on_message(&mut self, envelope: Envelope, actions: &mut Actions) {
-        assert_eq!(envelope.to, self.id(), "message delivered to the wrong replica");
+        assert_eq!(
+            envelope.to,
+            self.id(),
+            "message delivered to the wrong replica"
+        );
         let from = envelope.from;
         if from == self.id() {
             return; // Nobody sends to itself; a misdirected message is ignored.
@@ -265,7 +277,9 @@ impl Replica {
         actions: &mut Actions,
     ) -> Result<(LogIndex, Term), SubmitError> {
         if self.role != Role::Leader {
-            return Err(SubmitError::NotLeader { leader: self.leader });
+            return Err(SubmitError::NotLeader {
+                leader: self.leader,
+            });
         }
         let index = self.leader_append(EntryBody::Command { payload }, actions);
         self.report(actions);
@@ -275,7 +289,11 @@ impl Replica {
     /// Every `Persist` through `id` is durable.
     pub fn on_persisted(&mut self, id: PersistId, actions: &mut Actions) {
         assert!(id <= self.persist_id_last, "persist id from the future");
-        while self.persist_pending.front().is_some_and(|pending| pending.id <= id) {
+        while self
+            .persist_pending
+            .front()
+            .is_some_and(|pending| pending.id <= id)
+        {
             let pending = self.persist_pending.pop_front().expect("front exists");
             assert!(pending.last_index <= self.log.last_index());
             self.persisted_index = pending.last_index;
@@ -294,7 +312,10 @@ impl Replica {
 
     /// The driver applied every entry through `index`.
     pub fn on_applied(&mut self, index: LogIndex) {
-        assert!(index <= self.apply_emitted, "applied an entry that was never handed out");
+        assert!(
+            index <= self.apply_emitted,
+            "applied an entry that was never handed out"
+        );
         assert!(index >= self.applied_index, "applied index never goes back");
         self.applied_index = index;
     }
@@ -364,7 +385,9 @@ impl Replica {
     /// The configuration in force (the latest written).
     #[must_use]
     pub fn configuration(&self) -> &Configuration {
-        self.configurations.last().expect("the bootstrap configuration is never removed")
+        self.configurations
+            .last()
+            .expect("the bootstrap configuration is never removed")
     }
 
     /// The latest committed configuration.
@@ -396,7 +419,12 @@ impl Replica {
     }
 
     /// A message with a newer term arrived. Returns false if it must be dropped unseen.
-    fn on_higher_term(&mut self, from: ReplicaId, message: &Message, actions: &mut Actions) -> bool {
+    fn on_higher_term(
+        &mut self,
+        from: ReplicaId,
+        message: &Message,
+        actions: &mut Actions,
+    ) -> bool {
         let term = message.term();
         match message {
             // A poll changes nobody's term; a granted poll answers with the term polled for.
@@ -481,17 +509,26 @@ impl Replica {
 
     /// Emits a `Persist` of the hard state (if changed) and `entries`, and remembers it.
     pub(crate) fn persist(&mut self, entries: Vec<Entry>, actions: &mut Actions) -> PersistId {
-        assert!(self.persist_pending.len() < PERSISTS_PENDING_MAX, "driver must persist");
+        assert!(
+            self.persist_pending.len() < PERSISTS_PENDING_MAX,
+            "driver must persist"
+        );
         if let Some(first) = entries.first() {
             assert!(first.index <= self.log.last_index());
-            assert_eq!(entries.last().map(|entry| entry.index), Some(self.log.last_index()));
+            assert_eq!(
+                entries.last().map(|entry| entry.index),
+                Some(self.log.last_index())
+            );
         }
         let previous = self.hard_state_written();
         let mut hard_state_durable = self.hard_state;
         if self.config.planted_bugs.vote_without_persist {
             // The planted bug: the vote never reaches the disk.
-            hard_state_durable.vote =
-                if previous.term == self.hard_state.term { previous.vote } else { None };
+            hard_state_durable.vote = if previous.term == self.hard_state.term {
+                previous.vote
+            } else {
+                None
+            };
         }
         let hard_state = (hard_state_durable != previous).then_some(hard_state_durable);
         self.persist_id_last = PersistId(self.persist_id_last.0 + 1);
@@ -502,7 +539,11 @@ impl Replica {
             hard_state: hard_state_durable,
             deferred: Vec::new(),
         });
-        actions.push(Action::Persist { id, hard_state, entries });
+        actions.push(Action::Persist {
+            id,
+            hard_state,
+            entries,
+        });
         id
     }
 
@@ -552,15 +593,24 @@ impl Replica {
 
     /// Drops entries after `index` from memory and from pending persists' promises.
     pub(crate) fn truncate_after(&mut self, index: LogIndex) {
-        assert!(index >= self.commit_index, "committed entries are never truncated");
-        assert!(self.role != Role::Leader, "a leader never truncates its own log");
+        assert!(
+            index >= self.commit_index,
+            "committed entries are never truncated"
+        );
+        assert!(
+            self.role != Role::Leader,
+            "a leader never truncates its own log"
+        );
         self.log.truncate_after(index);
         self.persisted_index = self.persisted_index.min(index);
         for pending in &mut self.persist_pending {
             pending.last_index = pending.last_index.min(index);
         }
         while self.configurations.len() > 1
-            && self.configurations.last().is_some_and(|configuration| configuration.index > index)
+            && self
+                .configurations
+                .last()
+                .is_some_and(|configuration| configuration.index > index)
         {
             self.configurations.pop();
         }
@@ -577,7 +627,8 @@ impl Replica {
             );
             if self.configuration().index >= entry.index {
                 // Heard from a leader's configure before the entry itself arrived.
-                self.configurations.retain(|known| known.index < entry.index);
+                self.configurations
+                    .retain(|known| known.index < entry.index);
             }
             self.configurations.push(configuration);
         }
@@ -589,10 +640,15 @@ impl Replica {
         if index <= self.commit_index {
             return;
         }
-        assert!(index <= self.log.last_index(), "commit never passes the last entry");
+        assert!(
+            index <= self.log.last_index(),
+            "commit never passes the last entry"
+        );
         self.commit_index = index;
         actions.push(Action::Committed { index });
-        if matches!(self.role, Role::Reserve | Role::Inactive) && self.log.last_index() == LogIndex::ZERO {
+        if matches!(self.role, Role::Reserve | Role::Inactive)
+            && self.log.last_index() == LogIndex::ZERO
+        {
             return;
         }
         if self.commit_index > self.apply_emitted {

@@ -28,7 +28,11 @@ impl LogIndex {
     /// The index after this one.
     #[must_use]
     pub fn next(self) -> LogIndex {
-        LogIndex(self.0.checked_add(1).expect("log indexes never reach u64::MAX"))
+        LogIndex(
+            self.0
+                .checked_add(1)
+                .expect("log indexes never reach u64::MAX"),
+        )
     }
 
     /// The index before this one, saturating at zero.

@@ -33,7 +33,11 @@ impl Disk {
         if let Some(last) = self.unsynced.back() {
             assert!(last.id < id, "persists arrive in order");
         }
-        self.unsynced.push_back(Write { id, hard_state, entries });
+        self.unsynced.push_back(Write {
+            id,
+            hard_state,
+            entries,
+        });
     }
 
     /// True if writes wait for a sync.
@@ -55,7 +59,10 @@ impl Disk {
 
     fn apply(&mut self, hard_state: Option<HardState>, entries: &[Entry]) {
         if let Some(hard_state) = hard_state {
-            assert!(hard_state.term >= self.hard_state.term, "durable term never goes back");
+            assert!(
+                hard_state.term >= self.hard_state.term,
+                "durable term never goes back"
+            );
             self.hard_state = hard_state;
         }
         let Some(first) = entries.first() else {
@@ -90,7 +97,10 @@ impl Disk {
     #[must_use]
     pub fn restored(&self) -> Restored {
         assert!(self.unsynced.is_empty(), "restore only after a crash");
-        Restored { hard_state: self.hard_state, entries: self.entries.clone() }
+        Restored {
+            hard_state: self.hard_state,
+            entries: self.entries.clone(),
+        }
     }
 
     /// The durable log.
@@ -106,7 +116,12 @@ mod tests {
     use coracle_engine::{EntryBody, LogIndex, Term};
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry { index: LogIndex(index), term: Term(term), timestamp_ms: 0, body: EntryBody::Initialize }
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            timestamp_ms: 0,
+            body: EntryBody::Initialize,
+        }
     }
 
     #[test]
@@ -124,7 +139,11 @@ mod tests {
     #[test]
     fn sync_truncates_a_replaced_suffix() {
         let mut disk = Disk::default();
-        disk.write(PersistId(1), None, vec![entry(1, 1), entry(2, 1), entry(3, 1)]);
+        disk.write(
+            PersistId(1),
+            None,
+            vec![entry(1, 1), entry(2, 1), entry(3, 1)],
+        );
         disk.write(PersistId(2), None, vec![entry(2, 2)]);
         assert_eq!(disk.sync(), Some(PersistId(2)));
         assert_eq!(disk.entries().len(), 2);

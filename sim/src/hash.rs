@@ -20,7 +20,9 @@ impl Fnv64 {
     /// The empty hash.
     #[must_use]
     pub fn new() -> Fnv64 {
-        Fnv64 { state: Self::OFFSET }
+        Fnv64 {
+            state: Self::OFFSET,
+        }
     }
 
     /// Folds in bytes.

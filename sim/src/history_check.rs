@@ -3,7 +3,9 @@
 
 use crate::client::Operation;
 use crate::kv::{Key, KvOp, KvOutput};
-use crate::linearizability::{check, CheckOptions, History, Model, Operation as CheckedOp, Verdict};
+use crate::linearizability::{
+    check, CheckOptions, History, Model, Operation as CheckedOp, Verdict,
+};
 
 /// Search steps allowed per key before the verdict is "unknown" (which fails the seed: a
 /// checker that gives up proves nothing).
@@ -73,14 +75,23 @@ pub fn check_history(operations: &[Operation]) -> Result<(), String> {
             ),
             _ => CheckedOp::unknown(operation.process, operation.op, operation.call_us),
         };
-        history.push(checked).map_err(|error| format!("malformed history: {error:?}"))?;
+        history
+            .push(checked)
+            .map_err(|error| format!("malformed history: {error:?}"))?;
     }
-    let report = check(&SimKvModel, &history, &CheckOptions::with_max_steps(STEPS_PER_KEY_MAX));
+    let report = check(
+        &SimKvModel,
+        &history,
+        &CheckOptions::with_max_steps(STEPS_PER_KEY_MAX),
+    );
     match report.verdict {
         Verdict::Linearizable => Ok(()),
         Verdict::NotLinearizable => {
-            let described: Vec<String> =
-                report.failures.iter().map(|failure| failure.describe(&history, 4)).collect();
+            let described: Vec<String> = report
+                .failures
+                .iter()
+                .map(|failure| failure.describe(&history, 4))
+                .collect();
             Err(format!("not linearizable: {}", described.join("; ")))
         }
         Verdict::Unknown => Err(format!(
@@ -95,7 +106,13 @@ mod tests {
     use super::*;
 
     fn completed(process: u64, op: KvOp, call: u64, ret: u64, output: KvOutput) -> Operation {
-        Operation { process, op, call_us: call, output: Some(output), return_us: Some(ret) }
+        Operation {
+            process,
+            op,
+            call_us: call,
+            output: Some(output),
+            return_us: Some(ret),
+        }
     }
 
     #[test]
@@ -109,11 +126,22 @@ mod tests {
 
     #[test]
     fn unknown_write_may_or_may_not_happen() {
-        let unknown =
-            Operation { process: 1, op: KvOp::Put(0, 5), call_us: 1, output: None, return_us: None };
-        let seen = vec![unknown.clone(), completed(2, KvOp::Get(0), 3, 4, KvOutput::Value(Some(5)))];
+        let unknown = Operation {
+            process: 1,
+            op: KvOp::Put(0, 5),
+            call_us: 1,
+            output: None,
+            return_us: None,
+        };
+        let seen = vec![
+            unknown.clone(),
+            completed(2, KvOp::Get(0), 3, 4, KvOutput::Value(Some(5))),
+        ];
         assert!(check_history(&seen).is_ok());
-        let unseen = vec![unknown, completed(2, KvOp::Get(0), 3, 4, KvOutput::Value(None))];
+        let unseen = vec![
+            unknown,
+            completed(2, KvOp::Get(0), 3, 4, KvOutput::Value(None)),
+        ];
         assert!(check_history(&unseen).is_ok());
     }
 

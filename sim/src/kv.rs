@@ -96,7 +96,11 @@ impl KvCommand {
             2 => KvOp::Cas(key, a, b),
             tag => return Err(format!("kv command tag {tag}")),
         };
-        Ok(KvCommand { client, request, op })
+        Ok(KvCommand {
+            client,
+            request,
+            op,
+        })
     }
 }
 
@@ -141,7 +145,8 @@ impl KvStore {
             }
         };
         self.applied_count += 1;
-        self.last_request.insert(command.client, (command.request, output));
+        self.last_request
+            .insert(command.client, (command.request, output));
         Some(output)
     }
 }
@@ -153,7 +158,11 @@ mod tests {
     #[test]
     fn encode_decode_round_trip() {
         for op in [KvOp::Get(3), KvOp::Put(1, -7), KvOp::Cas(2, 5, 9)] {
-            let command = KvCommand { client: 77, request: 12, op };
+            let command = KvCommand {
+                client: 77,
+                request: 12,
+                op,
+            };
             assert_eq!(KvCommand::decode(&command.encode()), Ok(command));
         }
         assert!(KvCommand::decode(&[1, 2, 3]).is_err());
@@ -162,13 +171,33 @@ mod tests {
     #[test]
     fn retries_apply_once() {
         let mut store = KvStore::default();
-        let put = KvCommand { client: 1, request: 1, op: KvOp::Put(0, 5) };
+        let put = KvCommand {
+            client: 1,
+            request: 1,
+            op: KvOp::Put(0, 5),
+        };
         assert_eq!(store.apply(&put), Some(KvOutput::Ok));
-        let cas = KvCommand { client: 1, request: 2, op: KvOp::Cas(0, 5, 6) };
+        let cas = KvCommand {
+            client: 1,
+            request: 2,
+            op: KvOp::Cas(0, 5, 6),
+        };
         assert_eq!(store.apply(&cas), Some(KvOutput::Ok));
-        assert_eq!(store.apply(&cas), Some(KvOutput::Ok), "retry gets the cached output");
-        assert_eq!(store.apply(&put), None, "an older request is not applied again");
-        let get = KvCommand { client: 2, request: 1, op: KvOp::Get(0) };
+        assert_eq!(
+            store.apply(&cas),
+            Some(KvOutput::Ok),
+            "retry gets the cached output"
+        );
+        assert_eq!(
+            store.apply(&put),
+            None,
+            "an older request is not applied again"
+        );
+        let get = KvCommand {
+            client: 2,
+            request: 1,
+            op: KvOp::Get(0),
+        };
         assert_eq!(store.apply(&get), Some(KvOutput::Value(Some(6))));
     }
 }

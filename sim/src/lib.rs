@@ -8,17 +8,17 @@
 pub mod client;
 pub mod disk;
 pub mod hash;
+pub mod history_check;
 pub mod kv;
 pub mod linearizability;
 pub mod nemesis;
 pub mod network;
 pub mod node;
 pub mod options;
+pub mod runner;
 pub mod safety;
 pub mod scenario;
 pub mod simulator;
-pub mod runner;
-pub mod history_check;
 
 pub use options::SimOptions;
 pub use simulator::Simulator;

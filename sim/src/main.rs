@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use coracle_sim::runner::{run_seed, SeedOutcome};
 use coracle_engine::PlantedBugs;
 use coracle_sim::options::planted_bug;
+use coracle_sim::runner::{run_seed, SeedOutcome};
 use coracle_sim::SimOptions;
 
 struct Arguments {
@@ -17,7 +17,8 @@ struct Arguments {
     stop_at_first_failure: bool,
 }
 
-const USAGE: &str = "usage: coracle-sim [--seeds N] [--start S] [--threads T] [--verbose] [--planted-bug NAME]\n\
+const USAGE: &str =
+    "usage: coracle-sim [--seeds N] [--start S] [--threads T] [--verbose] [--planted-bug NAME]\n\
   --seeds N    number of seeds to run (default 100)\n\
   --start S    first seed (default 0); seed S+i is run for i in 0..N\n\
   --threads T  worker threads (default: available cores)\n\
@@ -40,7 +41,8 @@ fn parse_arguments() -> Result<Arguments, String> {
     while let Some(flag) = iterator.next() {
         let mut value = |name: &str| -> Result<u64, String> {
             let text = iterator.next().ok_or(format!("{name} needs a value"))?;
-            text.parse().map_err(|_| format!("{name}: '{text}' is not a whole number"))
+            text.parse()
+                .map_err(|_| format!("{name}: '{text}' is not a whole number"))
         };
         match flag.as_str() {
             "--seeds" => arguments.seeds = value("--seeds")?,

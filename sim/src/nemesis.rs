@@ -40,7 +40,9 @@ impl Simulator {
 
     fn leader_position(&self) -> Option<usize> {
         self.nodes.iter().position(|node| {
-            node.replica.as_ref().is_some_and(|replica| replica.role() == Role::Leader)
+            node.replica
+                .as_ref()
+                .is_some_and(|replica| replica.role() == Role::Leader)
         })
     }
 
@@ -74,8 +76,9 @@ impl Simulator {
     }
 
     fn nemesis_crash(&mut self) {
-        let up: Vec<usize> =
-            (0..self.nodes.len()).filter(|&position| self.nodes[position].is_up()).collect();
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&position| self.nodes[position].is_up())
+            .collect();
         if up.is_empty() {
             return;
         }
@@ -125,13 +128,16 @@ impl Simulator {
         let types = [MemberType::Active, MemberType::Passive, MemberType::Reserve];
         let member_type = types[usize::try_from(self.prng.range(0, 3)).expect("small")];
         let change = if !outsiders.is_empty() && self.prng.chance(1, 2) {
-            let joiner = outsiders[usize::try_from(self.prng.range(0, outsiders.len() as u64))
-                .expect("small")];
-            MembershipChange::Join { id: self.nodes[joiner].id, member_type }
+            let joiner = outsiders
+                [usize::try_from(self.prng.range(0, outsiders.len() as u64)).expect("small")];
+            MembershipChange::Join {
+                id: self.nodes[joiner].id,
+                member_type,
+            }
         } else {
             let members = &configuration.members;
-            let member = &members[usize::try_from(self.prng.range(0, members.len() as u64))
-                .expect("small")];
+            let member =
+                &members[usize::try_from(self.prng.range(0, members.len() as u64)).expect("small")];
             if member.id == self.nodes[leader].id {
                 return Ok(()); // Leaders are not removed here; demotion is tested in scenarios.
             }

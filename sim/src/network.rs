@@ -85,7 +85,11 @@ impl Network {
         if !self.connected(from, to) || prng.chance(self.drop_percent, 100) {
             return Vec::new();
         }
-        let copies = if prng.chance(self.duplicate_percent, 100) { 2 } else { 1 };
+        let copies = if prng.chance(self.duplicate_percent, 100) {
+            2
+        } else {
+            1
+        };
         (0..copies)
             .map(|_| {
                 let mut delay = prng.range(self.delay_us_min, self.delay_us_max + 1);
@@ -154,7 +158,14 @@ mod tests {
         assert!(!network.connected(Endpoint::Node(0), Endpoint::Node(1)));
         assert!(network.connected(Endpoint::Node(1), Endpoint::Node(0)));
         let mut prng = Prng::new(1);
-        assert!(network.route(&mut prng, Endpoint::Node(0), Endpoint::Node(1)).is_empty());
-        assert_eq!(network.route(&mut prng, Endpoint::Node(1), Endpoint::Node(0)).len(), 1);
+        assert!(network
+            .route(&mut prng, Endpoint::Node(0), Endpoint::Node(1))
+            .is_empty());
+        assert_eq!(
+            network
+                .route(&mut prng, Endpoint::Node(1), Endpoint::Node(0))
+                .len(),
+            1
+        );
     }
 }

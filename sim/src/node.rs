@@ -59,7 +59,12 @@ pub struct SimNode {
 impl SimNode {
     /// A server that has not started yet.
     #[must_use]
-    pub fn new(id: ReplicaId, bootstrap: Configuration, drift_ppm: i64, wall_offset_ms: i64) -> Self {
+    pub fn new(
+        id: ReplicaId,
+        bootstrap: Configuration,
+        drift_ppm: i64,
+        wall_offset_ms: i64,
+    ) -> Self {
         SimNode {
             id,
             replica: None,
@@ -86,7 +91,10 @@ impl SimNode {
         let monotonic_ms = u64::try_from(drifted_us / 1000).unwrap_or(0);
         let wall = i128::from(WALL_EPOCH_MS) + drifted_us / 1000 + i128::from(self.wall_offset_ms);
         let wall_ms = u64::try_from(wall).unwrap_or(0);
-        Time { monotonic_ms, wall_ms }
+        Time {
+            monotonic_ms,
+            wall_ms,
+        }
     }
 
     /// True if the server is running (not crashed).

@@ -47,6 +47,8 @@ pub struct SimOptions {
     pub pipeline_depth: usize,
     /// Mean pause between membership changes (0: only the nemesis's occasional ones).
     pub membership_interval_us: u64,
+    /// Chance per million that a server loses power right after a write, before its sync.
+    pub crash_after_write_per_million: u64,
     /// Deliberate engine bugs (sensitivity tests only).
     pub planted_bugs: PlantedBugs,
 }
@@ -55,7 +57,7 @@ impl SimOptions {
     /// A run whose shape (cluster size, fault rates) is drawn from the seed.
     #[must_use]
     pub fn from_seed(seed: u64) -> SimOptions {
-        let mut prng = Prng::new(seed ^ 0x5eed_0f_c0ac1e);
+        let mut prng = Prng::new(seed ^ 0x5eed_0fc0_ac1e);
         let voters_count = match prng.range(0, 20) {
             0..=9 => 3,
             10..=16 => 5,
@@ -71,7 +73,7 @@ impl SimOptions {
             voters_count,
             spares_count: usize::try_from(prng.range(0, 3)).expect("small"),
             clients_count: usize::try_from(prng.range(2, 7)).expect("small"),
-            fault_duration_us: 20_000_000,
+            fault_duration_us: 60_000_000,
             heal_duration_us: 6_000_000,
             election_timeout_ms: 150,
             heartbeat_interval_ms: 50,
@@ -83,7 +85,11 @@ impl SimOptions {
             spike_percent: prng.range(0, 4),
             drift_ppm_max: i64::try_from(prng.range(0, 50_001)).expect("small"),
             sync_us_min: 100,
-            sync_us_max: if prng.chance(1, 3) { prng.range(5_000, 20_000) } else { prng.range(500, 5_000) },
+            sync_us_max: if prng.chance(1, 3) {
+                prng.range(5_000, 20_000)
+            } else {
+                prng.range(500, 5_000)
+            },
             faults: true,
             append_size_bytes_max: match prng.range(0, 4) {
                 0 | 1 => 32 * 1024,
@@ -91,7 +97,12 @@ impl SimOptions {
                 _ => 64,
             },
             pipeline_depth: [1, 2, 8][usize::try_from(prng.range(0, 3)).expect("small")],
-            membership_interval_us: if prng.chance(1, 3) { prng.range(100_000, 600_000) } else { 0 },
+            membership_interval_us: if prng.chance(1, 3) {
+                prng.range(100_000, 600_000)
+            } else {
+                0
+            },
+            crash_after_write_per_million: if prng.chance(1, 2) { prng.range(100, 3_000) } else { 0 },
             planted_bugs: PlantedBugs::default(),
         }
     }

@@ -11,7 +11,9 @@ use crate::hash::Fnv64;
 #[must_use]
 pub fn entry_digest(entry: &Entry) -> u64 {
     let mut hash = Fnv64::new();
-    hash.u64(entry.index.0).u64(entry.term.0).u64(entry.timestamp_ms);
+    hash.u64(entry.index.0)
+        .u64(entry.term.0)
+        .u64(entry.timestamp_ms);
     match &entry.body {
         EntryBody::Initialize => {
             hash.u64(1);
@@ -19,7 +21,9 @@ pub fn entry_digest(entry: &Entry) -> u64 {
         EntryBody::Configuration { members } => {
             hash.u64(2);
             for member in members {
-                hash.u64(member.id.0).u64(member.member_type as u64).u64(member.status as u64);
+                hash.u64(member.id.0)
+                    .u64(member.member_type as u64)
+                    .u64(member.status as u64);
             }
         }
         EntryBody::Command { payload } => {
@@ -112,7 +116,10 @@ impl SafetyChecker {
         tracker.chain.truncate(keep);
         for entry in entries {
             let chained = tracker.push(entry);
-            let known = *self.chains.entry((entry.index, entry.term)).or_insert(chained);
+            let known = *self
+                .chains
+                .entry((entry.index, entry.term))
+                .or_insert(chained);
             if known != chained {
                 return Err(format!(
                     "log matching: node {id} holds entry {} of term {} after a different prefix",
@@ -166,7 +173,10 @@ impl SafetyChecker {
         let digest = entry_digest(entry);
         let known = *self.applied.entry(entry.index).or_insert(digest);
         if known != digest {
-            return Err(format!("node {id} applied a different entry at index {}", entry.index));
+            return Err(format!(
+                "node {id} applied a different entry at index {}",
+                entry.index
+            ));
         }
         Ok(())
     }

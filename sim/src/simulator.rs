@@ -28,12 +28,21 @@ const RETRY_BACKOFF_US: u64 = 5_000;
 #[derive(Clone, Debug)]
 pub(crate) enum Event {
     Tick(usize),
-    Deliver { from: Endpoint, to: Endpoint, packet: Packet },
-    Sync { node: usize, incarnation: u64 },
+    Deliver {
+        from: Endpoint,
+        to: Endpoint,
+        packet: Packet,
+    },
+    Sync {
+        node: usize,
+        incarnation: u64,
+    },
     /// A client's timer; only the latest one scheduled for a client (by generation) counts.
     ClientWake(usize, u64),
     Nemesis,
     Membership,
+    /// Power loss right after a write, before it is synced; restart shortly after.
+    Crash(usize),
     Restart(usize),
     Heal,
 }
@@ -83,8 +92,7 @@ impl Simulator {
     #[must_use]
     pub fn new(options: SimOptions) -> Simulator {
         let mut prng = Prng::new(options.seed);
-        let voters: Vec<ReplicaId> =
-            (0..options.voters_count).map(|position| node_id(position)).collect();
+        let voters: Vec<ReplicaId> = (0..options.voters_count).map(node_id).collect();
         let bootstrap = Configuration::bootstrap(&voters);
         let nodes = (0..options.nodes_count())
             .map(|position| {
@@ -93,7 +101,12 @@ impl Simulator {
                     .expect("small")
                     - drift;
                 let wall_offset_ms = i64::try_from(prng.range(0, 2_000)).expect("small") - 1_000;
-                SimNode::new(node_id(position), bootstrap.clone(), drift_ppm, wall_offset_ms)
+                SimNode::new(
+                    node_id(position),
+                    bootstrap.clone(),
+                    drift_ppm,
+                    wall_offset_ms,
+                )
             })
             .collect();
         let mut network = Network::new(50, 2_000);
@@ -148,7 +161,8 @@ impl Simulator {
     pub(crate) fn schedule(&mut self, delay_us: u64, event: Event) {
         assert!(self.queue.len() < EVENTS_MAX, "event queue overflow");
         self.sequence += 1;
-        self.queue.insert((self.now_us + delay_us, self.sequence), event);
+        self.queue
+            .insert((self.now_us + delay_us, self.sequence), event);
     }
 
     /// A history timestamp: simulated µs scaled so that events in the same µs stay in
@@ -185,10 +199,6 @@ impl Simulator {
             self.now_us = time;
             self.stats.events_count += 1;
             self.trace.u64(time).u64(event_tag(&event));
-            if std::env::var_os("SIM_DEBUG_QUEUE").is_some() && self.stats.events_count % 100_000 == 0 {
-                eprintln!("{} events {} queue {} {:?}", time, self.stats.events_count, self.queue.len(), event);
-                eprintln!("  {}", self.cluster_summary());
-            }
             self.handle(event)?;
         }
         self.now_us = end_us;
@@ -208,6 +218,14 @@ impl Simulator {
             }
             Event::Nemesis => self.on_nemesis(),
             Event::Membership => self.on_membership(),
+            Event::Crash(node) => {
+                if self.nodes[node].is_up() && !self.healing {
+                    self.node_crash(node);
+                    let downtime = self.prng.range(1_000, 20_000);
+                    self.schedule(downtime, Event::Restart(node));
+                }
+                Ok(())
+            }
             Event::Restart(node) => {
                 if !self.nodes[node].is_up() {
                     self.node_start(node);
@@ -335,23 +353,52 @@ impl Simulator {
     ) -> Result<(), String> {
         let id = self.nodes[position].id;
         match action {
-            Action::Persist { id: persist_id, hard_state, entries } => {
-                self.trace.u64(1).u64(persist_id.0).u64(entries.len() as u64);
+            Action::Persist {
+                id: persist_id,
+                hard_state,
+                entries,
+            } => {
+                self.trace
+                    .u64(1)
+                    .u64(persist_id.0)
+                    .u64(entries.len() as u64);
                 let node = &mut self.nodes[position];
                 self.safety.on_entries(id, &mut node.chain, &entries)?;
                 node.disk.write(persist_id, hard_state, entries);
                 if !node.sync_scheduled {
                     node.sync_scheduled = true;
                     let incarnation = node.incarnation;
-                    let delay = self.prng.range(self.options.sync_us_min, self.options.sync_us_max);
-                    self.schedule(delay, Event::Sync { node: position, incarnation });
+                    let delay = self
+                        .prng
+                        .range(self.options.sync_us_min, self.options.sync_us_max);
+                    self.schedule(
+                        delay,
+                        Event::Sync {
+                            node: position,
+                            incarnation,
+                        },
+                    );
+                }
+                let unlucky = self.options.faults
+                    && !self.healing
+                    && self.prng.chance(self.options.crash_after_write_per_million, 1_000_000);
+                if unlucky {
+                    self.schedule(0, Event::Crash(position));
                 }
             }
             Action::Send { to, message } => {
                 self.trace.u64(2).u64(to.0).u64(message.term().0);
-                let envelope = Envelope { from: id, to, message };
+                let envelope = Envelope {
+                    from: id,
+                    to,
+                    message,
+                };
                 let target = node_position(to);
-                self.send(Endpoint::Node(position), Endpoint::Node(target), Packet::Raft(envelope));
+                self.send(
+                    Endpoint::Node(position),
+                    Endpoint::Node(target),
+                    Packet::Raft(envelope),
+                );
             }
             Action::Apply { entries } => self.apply(position, &entries, actions)?,
             Action::RoleChanged { role, term, .. } => {
@@ -364,7 +411,12 @@ impl Simulator {
             Action::Committed { index } => {
                 let node = &mut self.nodes[position];
                 let replica = node.replica.as_ref().expect("up");
-                self.safety.on_commit(id, &mut node.commit_checked, index, replica.log().entries())?;
+                self.safety.on_commit(
+                    id,
+                    &mut node.commit_checked,
+                    index,
+                    replica.log().entries(),
+                )?;
             }
             Action::MembershipOutcome { .. } => {}
         }
@@ -391,8 +443,11 @@ impl Simulator {
                 }
                 _ => None,
             };
-            let waiting: Vec<(LogIndex, Waiting)> =
-                node.waiting.range(..=entry.index).map(|(&index, &waiting)| (index, waiting)).collect();
+            let waiting: Vec<(LogIndex, Waiting)> = node
+                .waiting
+                .range(..=entry.index)
+                .map(|(&index, &waiting)| (index, waiting))
+                .collect();
             for &(index, _) in &waiting {
                 node.waiting.remove(&index);
             }
@@ -405,9 +460,16 @@ impl Simulator {
                 } else {
                     Reply::Lost(index)
                 };
-                let packet =
-                    Packet::Response { client: waiting.process, request: waiting.request, reply };
-                self.send(Endpoint::Node(position), Endpoint::Client(waiting.client), packet);
+                let packet = Packet::Response {
+                    client: waiting.process,
+                    request: waiting.request,
+                    reply,
+                };
+                self.send(
+                    Endpoint::Node(position),
+                    Endpoint::Client(waiting.client),
+                    packet,
+                );
             }
         }
         if last > LogIndex::ZERO {
@@ -421,7 +483,14 @@ impl Simulator {
     fn send(&mut self, from: Endpoint, to: Endpoint, packet: Packet) {
         let delays = self.network.route(&mut self.prng, from, to);
         for delay in delays {
-            self.schedule(delay, Event::Deliver { from, to, packet: packet.clone() });
+            self.schedule(
+                delay,
+                Event::Deliver {
+                    from,
+                    to,
+                    packet: packet.clone(),
+                },
+            );
         }
     }
 
@@ -452,7 +521,10 @@ impl Simulator {
         if self.nodes[position].incarnation != incarnation {
             return Ok(()); // For a process that crashed since.
         }
-        let event = Event::Sync { node: position, incarnation };
+        let event = Event::Sync {
+            node: position,
+            incarnation,
+        };
         if self.deferred_by_pause(position, &event) {
             return Ok(());
         }
@@ -461,7 +533,9 @@ impl Simulator {
         let Some(persisted) = node.disk.sync() else {
             return Ok(());
         };
-        self.with_replica(position, |replica, actions| replica.on_persisted(persisted, actions))
+        self.with_replica(position, |replica, actions| {
+            replica.on_persisted(persisted, actions)
+        })
     }
 
     fn on_deliver(&mut self, from: Endpoint, to: Endpoint, packet: Packet) -> Result<(), String> {
@@ -490,7 +564,12 @@ impl Simulator {
                 }
             }
             Endpoint::Client(client) => {
-                if let Packet::Response { client: process, request, reply } = packet {
+                if let Packet::Response {
+                    client: process,
+                    request,
+                    reply,
+                } = packet
+                {
                     self.on_client_response(client, process, request, reply);
                 }
                 Ok(())
@@ -498,7 +577,12 @@ impl Simulator {
         }
     }
 
-    fn on_request(&mut self, position: usize, from: Endpoint, command: KvCommand) -> Result<(), String> {
+    fn on_request(
+        &mut self,
+        position: usize,
+        from: Endpoint,
+        command: KvCommand,
+    ) -> Result<(), String> {
         let Endpoint::Client(client) = from else {
             return Ok(());
         };
@@ -506,7 +590,11 @@ impl Simulator {
         if replica.role() != Role::Leader {
             let leader = replica.leader();
             let reply = Reply::NotLeader(leader);
-            let packet = Packet::Response { client: command.client, request: command.request, reply };
+            let packet = Packet::Response {
+                client: command.client,
+                request: command.request,
+                reply,
+            };
             self.send(Endpoint::Node(position), from, packet);
             return Ok(());
         }
@@ -515,8 +603,12 @@ impl Simulator {
             submitted = replica.submit(command.encode(), actions).ok();
         })?;
         if let Some((index, term)) = submitted {
-            let waiting =
-                Waiting { term, client, process: command.client, request: command.request };
+            let waiting = Waiting {
+                term,
+                client,
+                process: command.client,
+                request: command.request,
+            };
             self.nodes[position].waiting.insert(index, waiting);
         }
         Ok(())
@@ -540,7 +632,9 @@ impl Simulator {
                 let think = self.prng.range(0, self.options.think_us_max);
                 self.client_wake(position, think);
             }
-            Some(in_flight) if now >= in_flight.attempt_deadline_us => self.client_attempt(position),
+            Some(in_flight) if now >= in_flight.attempt_deadline_us => {
+                self.client_attempt(position)
+            }
             Some(in_flight) => {
                 // Woken early (the give-up time moved when faults stopped): sleep on.
                 let wake = in_flight.attempt_deadline_us.min(in_flight.give_up_us) - now;
@@ -555,7 +649,11 @@ impl Simulator {
         let call_time = self.history_time();
         let client = &mut self.clients[position];
         client.request += 1;
-        let command = KvCommand { client: client.process, request: client.request, op };
+        let command = KvCommand {
+            client: client.process,
+            request: client.request,
+            op,
+        };
         self.history.push(Operation {
             process: client.process,
             op,
@@ -584,14 +682,16 @@ impl Simulator {
         in_flight.attempts += 1;
         in_flight.attempt_deadline_us = now + ATTEMPT_TIMEOUT_US;
         let command = in_flight.command;
-        if std::env::var_os("SIM_DEBUG").is_some() { eprintln!("{} client {position} attempt {command:?} -> {target}", now); }
         let wake = (in_flight.give_up_us.min(in_flight.attempt_deadline_us)).saturating_sub(now);
-        self.send(Endpoint::Client(position), Endpoint::Node(target), Packet::Request(command));
+        self.send(
+            Endpoint::Client(position),
+            Endpoint::Node(target),
+            Packet::Request(command),
+        );
         self.client_wake(position, wake.max(1));
     }
 
     fn on_client_response(&mut self, position: usize, process: u64, request: u64, reply: Reply) {
-        if std::env::var_os("SIM_DEBUG").is_some() { eprintln!("{} client {position} response p{process} r{request} {reply:?}", self.now_us); }
         let client = &mut self.clients[position];
         let Some(in_flight) = client.in_flight.as_mut() else {
             return;
@@ -644,7 +744,8 @@ impl Simulator {
         for client in &mut self.clients {
             if let Some(in_flight) = client.in_flight.as_mut() {
                 in_flight.give_up_us = u64::MAX;
-                in_flight.attempt_deadline_us = in_flight.attempt_deadline_us.min(now + ATTEMPT_TIMEOUT_US);
+                in_flight.attempt_deadline_us =
+                    in_flight.attempt_deadline_us.min(now + ATTEMPT_TIMEOUT_US);
             }
         }
     }
@@ -695,7 +796,9 @@ impl Simulator {
                     let members: Vec<String> = configuration
                         .members
                         .iter()
-                        .map(|member| format!("{}:{:?}/{:?}", member.id, member.member_type, member.status))
+                        .map(|member| {
+                            format!("{}:{:?}/{:?}", member.id, member.member_type, member.status)
+                        })
                         .collect();
                     lines.push(format!(
                         "{}: {:?} term {} leader {:?} last {} commit {} applied {} config@{} [{}]",
@@ -737,12 +840,19 @@ pub fn node_position(id: ReplicaId) -> usize {
 fn event_tag(event: &Event) -> u64 {
     match event {
         Event::Tick(node) => 10 + *node as u64,
-        Event::Deliver { to: Endpoint::Node(node), .. } => 100 + *node as u64,
-        Event::Deliver { to: Endpoint::Client(client), .. } => 200 + *client as u64,
+        Event::Deliver {
+            to: Endpoint::Node(node),
+            ..
+        } => 100 + *node as u64,
+        Event::Deliver {
+            to: Endpoint::Client(client),
+            ..
+        } => 200 + *client as u64,
         Event::Sync { node, .. } => 300 + *node as u64,
         Event::ClientWake(client, _) => 400 + *client as u64,
         Event::Nemesis => 500,
         Event::Membership => 800,
+        Event::Crash(node) => 900 + *node as u64,
         Event::Restart(node) => 600 + *node as u64,
         Event::Heal => 700,
     }

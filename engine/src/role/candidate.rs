@@ -13,13 +13,22 @@ impl Replica {
     /// the new term and the self-vote are durable.
     pub(crate) fn candidate_start(&mut self, actions: &mut Actions) {
         assert!(self.role == Role::Follower);
-        assert_eq!(self.configuration().member_type(self.id()), MemberType::Active);
+        assert_eq!(
+            self.configuration().member_type(self.id()),
+            MemberType::Active
+        );
         let term = self.hard_state.term.next();
-        self.hard_state = HardState { term, vote: Some(self.id()) };
+        self.hard_state = HardState {
+            term,
+            vote: Some(self.id()),
+        };
         self.role = Role::Candidate;
         self.passive_progress.clear();
         self.leader = None;
-        self.election = Some(Election { term, granted: BTreeSet::new() });
+        self.election = Some(Election {
+            term,
+            granted: BTreeSet::new(),
+        });
         self.persist(Vec::new(), actions);
         self.election_timer_reset();
         let request = self.vote_request(term);

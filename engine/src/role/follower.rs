@@ -22,7 +22,10 @@ impl Replica {
             self.send(from, Message::AppendResponse(response), false, actions);
             return;
         }
-        assert_eq!(request.term, term, "newer terms were adopted before dispatch");
+        assert_eq!(
+            request.term, term,
+            "newer terms were adopted before dispatch"
+        );
         if self.role == Role::Leader {
             // Two leaders in one term would break election safety; a follower feeding a
             // passive member never sends to voters, so this is a duplicate or a bug.
@@ -77,7 +80,12 @@ impl Replica {
             hint_term: Term::ZERO,
         };
         let after_persist = !self.config.planted_bugs.ack_before_persist;
-        self.send(from, Message::AppendResponse(response), after_persist, actions);
+        self.send(
+            from,
+            Message::AppendResponse(response),
+            after_persist,
+            actions,
+        );
     }
 
     /// Appends the entries that are new, truncating a conflicting suffix first.
@@ -88,7 +96,10 @@ impl Replica {
                 Some(term) if term == entry.term => {}
                 Some(_) => {
                     // Log matching: the first conflict and everything after it goes.
-                    assert!(entry.index > self.commit_index, "conflict in the committed prefix");
+                    assert!(
+                        entry.index > self.commit_index,
+                        "conflict in the committed prefix"
+                    );
                     self.truncate_after(entry.index.prev());
                     new_from = Some(position);
                     break;
@@ -110,7 +121,12 @@ impl Replica {
     }
 
     /// A rejection carrying where this log might agree with the sender's (fast backtracking).
-    fn append_rejection(&self, prev_index: LogIndex, prev_term: Term, term: Term) -> AppendResponse {
+    fn append_rejection(
+        &self,
+        prev_index: LogIndex,
+        prev_term: Term,
+        term: Term,
+    ) -> AppendResponse {
         let hint_index = self
             .log
             .last_index_with_term_at_most(prev_index.min(self.log.last_index()), prev_term);
@@ -176,8 +192,14 @@ impl Replica {
         let granted = request.term > self.hard_state.term
             && !self.in_leader_lease()
             && (self.config.planted_bugs.vote_any_log
-                || self.log.is_up_to_date(request.last_index, request.last_term));
-        let term = if granted { request.term } else { self.hard_state.term };
+                || self
+                    .log
+                    .is_up_to_date(request.last_index, request.last_term));
+        let term = if granted {
+            request.term
+        } else {
+            self.hard_state.term
+        };
         let response = VoteResponse { term, granted };
         self.send(from, Message::PollResponse(response), false, actions);
     }
@@ -220,9 +242,12 @@ impl Replica {
         // Votes are granted without consulting this server's configuration (Raft §4.1): a
         // passive or reserve member may be a voter in a configuration it has not received
         // yet, and without its vote the new voters could never elect anyone.
-        let free = self.hard_state.vote.is_none() || self.hard_state.vote == Some(request.candidate);
+        let free =
+            self.hard_state.vote.is_none() || self.hard_state.vote == Some(request.candidate);
         let log_ok = self.config.planted_bugs.vote_any_log
-            || self.log.is_up_to_date(request.last_index, request.last_term);
+            || self
+                .log
+                .is_up_to_date(request.last_index, request.last_term);
         let granted = request.term == term && free && log_ok && self.role != Role::Leader;
         if granted {
             self.hard_state.vote = Some(request.candidate);
@@ -231,7 +256,12 @@ impl Replica {
         }
         let response = VoteResponse { term, granted };
         let after_persist = granted && !self.config.planted_bugs.vote_without_persist;
-        self.send(from, Message::VoteResponse(response), after_persist, actions);
+        self.send(
+            from,
+            Message::VoteResponse(response),
+            after_persist,
+            actions,
+        );
     }
 
     /// True if the entry at `index` is a configuration entry (tests and traces).

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::action::{Action, Actions};
-use crate::config::{HEARTBEAT_BACKOFF_MS_MAX, HEARTBEAT_FAILURES_BACKOFF};
 use crate::config::HEARTBEAT_FAILURES_UNAVAILABLE;
+use crate::config::{HEARTBEAT_BACKOFF_MS_MAX, HEARTBEAT_FAILURES_BACKOFF};
 use crate::entry::{Entry, EntryBody};
 use crate::membership::{ConfigurationError, MemberStatus, MemberType, MembershipChange};
 use crate::message::{AppendRequest, AppendResponse, ConfigureRequest, ConfigureResponse};
@@ -77,7 +77,9 @@ impl Replica {
     }
 
     fn leader_state(&mut self) -> &mut LeaderState {
-        self.leader_state.as_mut().expect("only the leader has leader state")
+        self.leader_state
+            .as_mut()
+            .expect("only the leader has leader state")
     }
 
     /// Appends an entry of this term to the leader's log, persists it and sends it.
@@ -85,9 +87,16 @@ impl Replica {
         assert!(self.role == Role::Leader);
         let index = self.log.last_index().next();
         let timestamp_ms = self.now.wall_ms.max(
-            self.log.get(self.log.last_index()).map_or(0, |entry| entry.timestamp_ms),
+            self.log
+                .get(self.log.last_index())
+                .map_or(0, |entry| entry.timestamp_ms),
         );
-        let entry = Entry { index, term: self.hard_state.term, timestamp_ms, body };
+        let entry = Entry {
+            index,
+            term: self.hard_state.term,
+            timestamp_ms,
+            body,
+        };
         let is_configuration = matches!(entry.body, EntryBody::Configuration { .. });
         self.log_push(entry.clone());
         self.persist(vec![entry], actions);
@@ -129,7 +138,12 @@ impl Replica {
             } else if !heartbeat && !progress.can_send(depth) {
                 return;
             }
-            append_build(&self.log, progress.next_index, cap, self.config.append_size_bytes_max)
+            append_build(
+                &self.log,
+                progress.next_index,
+                cap,
+                self.config.append_size_bytes_max,
+            )
         };
         let Some((prev_index, prev_term, entries)) = request else {
             return;
@@ -149,7 +163,11 @@ impl Replica {
         });
         let now_ms = self.now.monotonic_ms;
         let state = self.leader_state();
-        state.progress.get_mut(&to).expect("checked above").on_sent(last, now_ms, depth);
+        state
+            .progress
+            .get_mut(&to)
+            .expect("checked above")
+            .on_sent(last, now_ms, depth);
         self.send(to, message, false, actions);
     }
 
@@ -178,7 +196,10 @@ impl Replica {
             Role::Follower => return self.feeder_on_append_response(from, &response, actions),
             _ => return,
         }
-        assert!(response.match_index <= self.log.last_index(), "acked entries we never sent");
+        assert!(
+            response.match_index <= self.log.last_index(),
+            "acked entries we never sent"
+        );
         if !self.leader_state().progress.contains_key(&from) {
             return;
         }
@@ -193,7 +214,10 @@ impl Replica {
             let retry_from = self
                 .log
                 .last_index_with_term_at_most(response.hint_index, response.hint_term);
-            if !self.leader_progress(from).on_rejected(response.rejected_index, retry_from) {
+            if !self
+                .leader_progress(from)
+                .on_rejected(response.rejected_index, retry_from)
+            {
                 return;
             }
         }
@@ -206,9 +230,17 @@ impl Replica {
     fn leader_fill_pipeline(&mut self, to: ReplicaId, actions: &mut Actions) {
         let depth = self.config.pipeline_depth;
         for _ in 0..depth {
-            let sent_before = self.leader_state().progress.get(&to).map(|p| p.in_flight.len());
+            let sent_before = self
+                .leader_state()
+                .progress
+                .get(&to)
+                .map(|p| p.in_flight.len());
             self.leader_send_append(to, false, actions);
-            let sent_after = self.leader_state().progress.get(&to).map(|p| p.in_flight.len());
+            let sent_after = self
+                .leader_state()
+                .progress
+                .get(&to)
+                .map(|p| p.in_flight.len());
             if sent_after <= sent_before {
                 break;
             }
@@ -216,7 +248,10 @@ impl Replica {
     }
 
     fn leader_progress(&mut self, id: ReplicaId) -> &mut Progress {
-        self.leader_state().progress.get_mut(&id).expect("progress exists for members")
+        self.leader_state()
+            .progress
+            .get_mut(&id)
+            .expect("progress exists for members")
     }
 
     /// Any answer from a member: it is reachable.
@@ -246,7 +281,10 @@ impl Replica {
                 if id == self.id() {
                     own
                 } else {
-                    state.progress.get(&id).map_or(LogIndex::ZERO, |progress| progress.match_index)
+                    state
+                        .progress
+                        .get(&id)
+                        .map_or(LogIndex::ZERO, |progress| progress.match_index)
                 }
             })
             .collect();
@@ -272,8 +310,9 @@ impl Replica {
     fn leader_on_commit(&mut self, actions: &mut Actions) {
         let commit_index = self.commit_index;
         let waiting = std::mem::take(&mut self.leader_state().membership_waiting);
-        let (done, still): (Vec<_>, Vec<_>) =
-            waiting.into_iter().partition(|(index, _, _)| *index <= commit_index);
+        let (done, still): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .partition(|(index, _, _)| *index <= commit_index);
         self.leader_state().membership_waiting = still;
         for (index, requester, request_id) in done {
             let configuration = self
@@ -361,7 +400,12 @@ impl Replica {
             .configuration()
             .members
             .iter()
-            .filter(|member| matches!(member.member_type, MemberType::Passive | MemberType::Reserve))
+            .filter(|member| {
+                matches!(
+                    member.member_type,
+                    MemberType::Passive | MemberType::Reserve
+                )
+            })
             .map(|member| member.id)
             .collect();
         for id in ids {
@@ -390,9 +434,7 @@ impl Replica {
                     MemberStatus::Unavailable
                 }
                 // Right after a heartbeat round, no failure means it answered the last one.
-                MemberStatus::Unavailable if progress.failures == 0 => {
-                    MemberStatus::Available
-                }
+                MemberStatus::Unavailable if progress.failures == 0 => MemberStatus::Available,
                 _ => return None,
             };
             Some(MembershipChange::Reconfigure {
@@ -428,7 +470,10 @@ impl Replica {
                 if member.id == self.id() {
                     own
                 } else {
-                    state.progress.get(&member.id).map_or(LogIndex::ZERO, |p| p.match_index)
+                    state
+                        .progress
+                        .get(&member.id)
+                        .map_or(LogIndex::ZERO, |p| p.match_index)
                 }
             })
             .min()
@@ -448,7 +493,10 @@ impl Replica {
                 if id == self.id() {
                     now_ms
                 } else {
-                    state.progress.get(&id).map_or(0, |progress| progress.contact_ms)
+                    state
+                        .progress
+                        .get(&id)
+                        .map_or(0, |progress| progress.contact_ms)
                 }
             })
             .collect();
@@ -475,7 +523,10 @@ impl Replica {
         let state = self.leader_state();
         state.progress.retain(|id, _| members.contains(id));
         for id in members {
-            state.progress.entry(id).or_insert_with(|| Progress::new(next_index, now_ms));
+            state
+                .progress
+                .entry(id)
+                .or_insert_with(|| Progress::new(next_index, now_ms));
         }
         self.leader_configure_all(actions);
     }
@@ -491,7 +542,9 @@ impl Replica {
         actions: &mut Actions,
     ) -> Result<LogIndex, ConfigurationError> {
         if self.role != Role::Leader {
-            return Err(ConfigurationError::NotLeader { leader: self.leader });
+            return Err(ConfigurationError::NotLeader {
+                leader: self.leader,
+            });
         }
         let unguarded = self.config.planted_bugs.config_change_unguarded;
         let initialize_index = self.leader_state().initialize_index;
@@ -502,8 +555,11 @@ impl Replica {
         if !unguarded && current.index > self.commit_index {
             return Err(ConfigurationError::ChangeInFlight);
         }
-        if let MembershipChange::Reconfigure { configuration_index, configuration_term, .. } =
-            &change
+        if let MembershipChange::Reconfigure {
+            configuration_index,
+            configuration_term,
+            ..
+        } = &change
         {
             if (*configuration_index, *configuration_term) != (current.index, current.term) {
                 return Err(ConfigurationError::StaleConfiguration);
@@ -524,7 +580,11 @@ impl Replica {
         request_id: u64,
         actions: &mut Actions,
     ) -> Result<(), ConfigurationError> {
-        let request = MembershipRequest { term: self.hard_state.term, request_id, change };
+        let request = MembershipRequest {
+            term: self.hard_state.term,
+            request_id,
+            change,
+        };
         match self.leader {
             Some(leader) if leader == self.id() => {
                 self.on_membership_request(leader, request, actions);
@@ -548,7 +608,9 @@ impl Replica {
             Ok(index) => {
                 let state = self.leader_state();
                 if state.membership_waiting.len() < MEMBERSHIP_WAITING_MAX {
-                    state.membership_waiting.push((index, from, request.request_id));
+                    state
+                        .membership_waiting
+                        .push((index, from, request.request_id));
                 }
             }
             Err(error) => self.membership_answer(from, request.request_id, Err(error), actions),
@@ -563,10 +625,17 @@ impl Replica {
         actions: &mut Actions,
     ) {
         if to == self.id() {
-            actions.push(Action::MembershipOutcome { request_id, outcome });
+            actions.push(Action::MembershipOutcome {
+                request_id,
+                outcome,
+            });
         } else {
             let term = self.hard_state.term;
-            let response = MembershipResponse { term, request_id, outcome };
+            let response = MembershipResponse {
+                term,
+                request_id,
+                outcome,
+            };
             self.send(to, Message::MembershipResponse(response), false, actions);
         }
     }
@@ -585,7 +654,9 @@ impl Replica {
         let commit_index = self.commit_index;
         if let Some(progress) = self.leader_state().progress.get_mut(&from) {
             // A passive member holds committed entries only: that much is matched.
-            progress.match_index = progress.match_index.max(response.last_index.min(commit_index));
+            progress.match_index = progress
+                .match_index
+                .max(response.last_index.min(commit_index));
         }
     }
 }

@@ -19,7 +19,10 @@ impl Replica {
     ) {
         let term = self.hard_state.term;
         if request.term < term {
-            let response = ConfigureResponse { term, last_index: LogIndex::ZERO };
+            let response = ConfigureResponse {
+                term,
+                last_index: LogIndex::ZERO,
+            };
             self.send(from, Message::ConfigureResponse(response), false, actions);
             return;
         }
@@ -150,8 +153,9 @@ impl Replica {
         response: &AppendResponse,
         actions: &mut Actions,
     ) {
-        let retry_from =
-            self.log.last_index_with_term_at_most(response.hint_index, response.hint_term);
+        let retry_from = self
+            .log
+            .last_index_with_term_at_most(response.hint_index, response.hint_term);
         let Some(progress) = self.passive_progress.get_mut(&from) else {
             return;
         };
