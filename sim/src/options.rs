@@ -102,7 +102,11 @@ impl SimOptions {
             } else {
                 0
             },
-            crash_after_write_per_million: if prng.chance(1, 2) { prng.range(100, 3_000) } else { 0 },
+            crash_after_write_per_million: if prng.chance(1, 2) {
+                prng.range(100, 3_000)
+            } else {
+                0
+            },
             planted_bugs: PlantedBugs::default(),
         }
     }

@@ -381,7 +381,9 @@ impl Simulator {
                 }
                 let unlucky = self.options.faults
                     && !self.healing
-                    && self.prng.chance(self.options.crash_after_write_per_million, 1_000_000);
+                    && self
+                        .prng
+                        .chance(self.options.crash_after_write_per_million, 1_000_000);
                 if unlucky {
                     self.schedule(0, Event::Crash(position));
                 }

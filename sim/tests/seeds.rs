@@ -18,8 +18,16 @@ fn run_chunk(chunk: u64) {
             failures.push(format!("seed {seed}: {violation}"));
         }
     }
-    assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(operations > per_chunk * 300, "too few client operations ran: {operations}");
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        operations > per_chunk * 300,
+        "too few client operations ran: {operations}"
+    );
 }
 
 #[test]
@@ -51,7 +59,10 @@ fn one_seed_twice_gives_the_same_trace() {
     assert_eq!(first.completed_count, second.completed_count);
     assert_eq!(first.committed_count, second.committed_count);
     let other = run_seed(SimOptions::from_seed(43));
-    assert_ne!(first.trace_hash, other.trace_hash, "different seeds, different runs");
+    assert_ne!(
+        first.trace_hash, other.trace_hash,
+        "different seeds, different runs"
+    );
 }
 
 #[test]
@@ -61,5 +72,9 @@ fn a_run_without_faults_completes_many_operations() {
     let outcome = run_seed(options);
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
     assert_eq!(outcome.unknown_count, 0, "nothing is lost without faults");
-    assert!(outcome.completed_count > 1_000, "{} operations", outcome.completed_count);
+    assert!(
+        outcome.completed_count > 1_000,
+        "{} operations",
+        outcome.completed_count
+    );
 }
