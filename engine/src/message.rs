@@ -94,6 +94,14 @@ pub struct AppendRequest {
     pub global_index: LogIndex,
 }
 
+impl AppendRequest {
+    /// Index of the last entry carried (`prev_index` for a heartbeat).
+    #[must_use]
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.prev_index.0 + self.entries.len() as u64)
+    }
+}
+
 /// The answer to an append.
 #[derive(Clone, Debug)]
 pub struct AppendResponse {

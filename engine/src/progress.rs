@@ -33,6 +33,10 @@ pub struct Progress {
     pub answered: bool,
     /// Heartbeats in a row without an answer (SPEC §G4).
     pub failures: u32,
+    /// The last durable index a passive member reported in a configure answer. Kept apart
+    /// from `match_index`: it is fed by followers, so it does not drive this sender's
+    /// replication, only the global index.
+    pub reported_index: LogIndex,
 }
 
 impl Progress {
@@ -49,6 +53,7 @@ impl Progress {
             contact_ms: now_ms,
             answered: true,
             failures: 0,
+            reported_index: LogIndex::ZERO,
         }
     }
 
@@ -61,8 +66,30 @@ impl Progress {
         }
     }
 
+    /// True if an append may go now. A heartbeat always may: it assumes the oldest append
+    /// in flight was lost (all of them while probing) and takes its place.
+    pub fn admit(&mut self, heartbeat: bool, pipeline_depth: usize) -> bool {
+        if self.can_send(pipeline_depth) {
+            return true;
+        }
+        if !heartbeat {
+            return false;
+        }
+        match self.mode {
+            ProgressMode::Probe => self.in_flight.clear(),
+            ProgressMode::Replicate => {
+                self.in_flight.pop_front();
+            }
+        }
+        true
+    }
+
     /// Records an append ending at `last_index` as sent.
     pub fn on_sent(&mut self, last_index: LogIndex, now_ms: u64, pipeline_depth: usize) {
+        assert!(
+            self.next_index > self.match_index,
+            "next index always past the match"
+        );
         assert!(self.in_flight.len() < pipeline_depth.max(1) + 1);
         self.in_flight.push_back(last_index);
         self.sent_ms = now_ms;

@@ -15,6 +15,7 @@ struct Arguments {
     verbose: bool,
     planted_bugs: PlantedBugs,
     stop_at_first_failure: bool,
+    trace: bool,
 }
 
 const USAGE: &str =
@@ -23,6 +24,7 @@ const USAGE: &str =
   --start S    first seed (default 0); seed S+i is run for i in 0..N\n\
   --threads T  worker threads (default: available cores)\n\
   --verbose    print every seed's outcome, not only failures\n\
+  --trace      print each run's story: roles, persists, messages, commits, faults (use with --seeds 1)\n\
   --planted-bug NAME  switch on a deliberate engine bug (sensitivity check) and stop at the\n\
                first seed that catches it; names: commit-previous-term, vote-without-persist,\n\
                ack-before-persist, skip-log-matching, commit-past-request,\n\
@@ -36,6 +38,7 @@ fn parse_arguments() -> Result<Arguments, String> {
         verbose: false,
         planted_bugs: PlantedBugs::default(),
         stop_at_first_failure: false,
+        trace: false,
     };
     let mut iterator = std::env::args().skip(1);
     while let Some(flag) = iterator.next() {
@@ -55,6 +58,7 @@ fn parse_arguments() -> Result<Arguments, String> {
                 arguments.threads = usize::try_from(threads).map_err(|_| "--threads too large")?;
             }
             "--verbose" => arguments.verbose = true,
+            "--trace" => arguments.trace = true,
             "--planted-bug" => {
                 let name = iterator.next().ok_or("--planted-bug needs a name")?;
                 arguments.planted_bugs = planted_bug(&name)?;
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
         let next = std::sync::Arc::clone(&next);
         let (seeds, start) = (arguments.seeds, arguments.start);
         let (planted_bugs, stop) = (arguments.planted_bugs, arguments.stop_at_first_failure);
+        let trace = arguments.trace;
         workers.push(std::thread::spawn(move || loop {
             let offset = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if offset >= seeds {
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
             }
             let mut options = SimOptions::from_seed(start + offset);
             options.planted_bugs = planted_bugs;
+            options.trace = trace;
             let outcome = run_seed(options);
             if stop && outcome.result.is_err() {
                 // Claim every remaining seed so that the other workers stop too.

@@ -2,7 +2,7 @@
 //! bridge, one-way), crashes and restarts servers, pauses them, changes the membership,
 //! and jumps wall clocks.
 
-use coracle_engine::{Actions, MemberType, MembershipChange, Role};
+use coracle_engine::{MemberType, MembershipChange, Role};
 
 use crate::network::Network;
 use crate::simulator::{Event, Simulator};
@@ -160,36 +160,29 @@ impl Simulator {
             }
         };
         let mut accepted = false;
-        let mut actions = Actions::new();
-        let result = {
-            let replica = self.nodes[leader].replica.as_mut().expect("up");
-            let result = replica.propose_membership(change, &mut actions);
-            accepted = result.is_ok() || accepted;
-            replica.invariants();
-            result
-        };
-        let _ = result;
+        self.with_replica(leader, |replica, actions| {
+            // Refusals (a change in flight, the no-op not committed) are expected here.
+            accepted = replica.propose_membership(change, actions).is_ok();
+        })?;
         if accepted {
             self.stats.membership_changes_count += 1;
         }
-        self.process_external_actions(leader, actions)
+        Ok(())
     }
 }
 
-/// A bridge: two sides that cannot talk to each other, and one node that talks to both.
+/// A bridge: two sides that cannot talk to each other, and the first node in `order`,
+/// which talks to both.
 fn bridge(network: &mut Network, order: &[usize]) {
-    let count = order.len();
-    if count < 3 {
+    if order.len() < 3 {
         return;
     }
-    let bridge_node = order[0];
-    let rest = &order[1..];
-    let (left, right) = rest.split_at(rest.len() / 2);
+    let sides = &order[1..];
+    let (left, right) = sides.split_at(sides.len() / 2);
     for &a in left {
         for &b in right {
             network.block(a, b);
             network.block(b, a);
         }
     }
-    let _ = bridge_node;
 }

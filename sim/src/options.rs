@@ -49,6 +49,8 @@ pub struct SimOptions {
     pub membership_interval_us: u64,
     /// Chance per million that a server loses power right after a write, before its sync.
     pub crash_after_write_per_million: u64,
+    /// Print the run's story (roles, persists, sends, commits, faults) to stdout.
+    pub trace: bool,
     /// Deliberate engine bugs (sensitivity tests only).
     pub planted_bugs: PlantedBugs,
 }
@@ -107,6 +109,7 @@ impl SimOptions {
             } else {
                 0
             },
+            trace: false,
             planted_bugs: PlantedBugs::default(),
         }
     }

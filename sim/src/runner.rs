@@ -62,7 +62,8 @@ pub fn run_seed(options: SimOptions) -> SeedOutcome {
 }
 
 /// The message of a caught panic.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+#[must_use]
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = payload.downcast_ref::<String>() {

@@ -39,8 +39,9 @@ pub struct SafetyChecker {
     leaders: BTreeMap<Term, ReplicaId>,
     /// (index, term) -> hash of the whole log prefix through that entry.
     chains: BTreeMap<(LogIndex, Term), u64>,
-    /// Digests of committed entries, index 1 first.
-    committed: Vec<u64>,
+    /// Committed entries, index 1 first: the entry's digest, and the earliest term in
+    /// which any server reported it committed (the committing leader reports first).
+    committed: Vec<(u64, Term)>,
     /// Digest applied at each index by anyone.
     applied: BTreeMap<LogIndex, u64>,
     /// Entries checked against the committed record (for the report).
@@ -77,6 +78,10 @@ impl ChainTracker {
 impl SafetyChecker {
     /// A node became leader of `term`.
     ///
+    /// Leader completeness (Raft Figure 3): an entry committed in a term before `term` must
+    /// be in the new leader's log. (A leader of an older term may be elected late, after a
+    /// newer leader committed entries it need not have.)
+    ///
     /// # Errors
     /// Another node led the same term, or the new leader lacks a committed entry.
     pub fn on_leader(&mut self, id: ReplicaId, term: Term, log: &[Entry]) -> Result<(), String> {
@@ -86,7 +91,10 @@ impl SafetyChecker {
             }
         }
         self.leaders.insert(term, id);
-        for (position, digest) in self.committed.iter().enumerate() {
+        for (position, (digest, committed_term)) in self.committed.iter().enumerate() {
+            if *committed_term >= term {
+                continue;
+            }
             let found = log.get(position).map(entry_digest);
             if found != Some(*digest) {
                 return Err(format!(
@@ -130,13 +138,14 @@ impl SafetyChecker {
         Ok(())
     }
 
-    /// A node learned that its log is committed through `index`.
+    /// A node in `term` learned that its log is committed through `index`.
     ///
     /// # Errors
     /// The node's committed prefix differs from what was committed before.
     pub fn on_commit(
         &mut self,
         id: ReplicaId,
+        term: Term,
         checked: &mut LogIndex,
         index: LogIndex,
         log: &[Entry],
@@ -149,15 +158,16 @@ impl SafetyChecker {
             };
             let digest = entry_digest(entry);
             self.checks_count += 1;
-            if position < self.committed.len() {
-                if self.committed[position] != digest {
+            if let Some((known, committed_term)) = self.committed.get_mut(position) {
+                if *known != digest {
                     return Err(format!(
                         "committed entry {next} changed: node {id} commits a different entry"
                     ));
                 }
+                *committed_term = (*committed_term).min(term);
             } else {
                 assert_eq!(position, self.committed.len());
-                self.committed.push(digest);
+                self.committed.push((digest, term));
             }
             next = next.next();
         }

@@ -171,6 +171,13 @@ impl Simulator {
         history_time(&mut self.history_clock, self.now_us)
     }
 
+    /// Prints one line of the run's story when `SimOptions::trace` is on (replays only).
+    pub(crate) fn narrate(&self, line: impl FnOnce() -> String) {
+        if self.options.trace {
+            println!("{:>10.3} ms  {}", self.now_us as f64 / 1000.0, line());
+        }
+    }
+
     /// Sets a client's timer, replacing any earlier one.
     fn client_wake(&mut self, position: usize, delay_us: u64) {
         let client = &mut self.clients[position];
@@ -272,6 +279,7 @@ impl Simulator {
     // ----- Nodes -----
 
     pub(crate) fn node_start(&mut self, position: usize) {
+        self.narrate(|| format!("{} START", self.nodes[position].id));
         let node = &mut self.nodes[position];
         assert!(!node.is_up());
         let mut config = ReplicaConfig::new(node.id, self.options.seed ^ node.incarnation);
@@ -293,6 +301,7 @@ impl Simulator {
     }
 
     pub(crate) fn node_crash(&mut self, position: usize) {
+        self.narrate(|| format!("{} CRASH", self.nodes[position].id));
         let tear = self.prng.chance(1, 2);
         let node = &mut self.nodes[position];
         if node.replica.take().is_none() {
@@ -306,7 +315,7 @@ impl Simulator {
     }
 
     /// Runs one input on a live replica, then carries out what it asked for.
-    fn with_replica(
+    pub(crate) fn with_replica(
         &mut self,
         position: usize,
         input: impl FnOnce(&mut Replica, &mut Actions),
@@ -318,39 +327,18 @@ impl Simulator {
         };
         input(replica, &mut actions);
         replica.invariants();
-        let result = self.process_actions(position, &mut actions);
-        actions.drain().for_each(drop);
+        let mut result = Ok(());
+        for action in actions.drain() {
+            // After a violation the rest is drained unprocessed: the seed has failed.
+            if result.is_ok() {
+                result = self.process_action(position, action);
+            }
+        }
         self.actions = actions;
         result
     }
 
-    /// Carries out actions produced by an input the nemesis made directly.
-    pub(crate) fn process_external_actions(
-        &mut self,
-        position: usize,
-        mut actions: Actions,
-    ) -> Result<(), String> {
-        self.process_actions(position, &mut actions)
-    }
-
-    fn process_actions(&mut self, position: usize, actions: &mut Actions) -> Result<(), String> {
-        let mut list: Vec<Action> = actions.drain().collect();
-        while !list.is_empty() {
-            for action in list.drain(..) {
-                self.process_action(position, action, actions)?;
-            }
-            // Applying may call back into the replica, which may emit more actions.
-            list.extend(actions.drain());
-        }
-        Ok(())
-    }
-
-    fn process_action(
-        &mut self,
-        position: usize,
-        action: Action,
-        actions: &mut Actions,
-    ) -> Result<(), String> {
+    fn process_action(&mut self, position: usize, action: Action) -> Result<(), String> {
         let id = self.nodes[position].id;
         match action {
             Action::Persist {
@@ -358,6 +346,14 @@ impl Simulator {
                 hard_state,
                 entries,
             } => {
+                self.narrate(|| {
+                    let first = entries.first().map(|entry| entry.index.0);
+                    let last = entries.last().map(|entry| (entry.index.0, entry.term.0));
+                    format!(
+                        "{id} persist #{} {hard_state:?} entries {first:?}..{last:?}",
+                        persist_id.0
+                    )
+                });
                 self.trace
                     .u64(1)
                     .u64(persist_id.0)
@@ -389,6 +385,7 @@ impl Simulator {
                 }
             }
             Action::Send { to, message } => {
+                self.narrate(|| format!("{id} -> {to} {}", describe(&message)));
                 self.trace.u64(2).u64(to.0).u64(message.term().0);
                 let envelope = Envelope {
                     from: id,
@@ -402,8 +399,9 @@ impl Simulator {
                     Packet::Raft(envelope),
                 );
             }
-            Action::Apply { entries } => self.apply(position, &entries, actions)?,
-            Action::RoleChanged { role, term, .. } => {
+            Action::Apply { entries } => self.apply(position, &entries)?,
+            Action::RoleChanged { role, term, leader } => {
+                self.narrate(|| format!("{id} is {role:?} at term {term}, leader {leader:?}"));
                 self.trace.u64(3).u64(term.0).u64(role as u64);
                 if role == Role::Leader {
                     let replica = self.nodes[position].replica.as_ref().expect("up");
@@ -411,10 +409,12 @@ impl Simulator {
                 }
             }
             Action::Committed { index } => {
+                self.narrate(|| format!("{id} committed {index}"));
                 let node = &mut self.nodes[position];
                 let replica = node.replica.as_ref().expect("up");
                 self.safety.on_commit(
                     id,
+                    replica.term(),
                     &mut node.commit_checked,
                     index,
                     replica.log().entries(),
@@ -425,12 +425,7 @@ impl Simulator {
         Ok(())
     }
 
-    fn apply(
-        &mut self,
-        position: usize,
-        entries: &[coracle_engine::Entry],
-        _actions: &mut Actions,
-    ) -> Result<(), String> {
+    fn apply(&mut self, position: usize, entries: &[coracle_engine::Entry]) -> Result<(), String> {
         let id = self.nodes[position].id;
         let mut last = LogIndex::ZERO;
         for entry in entries {
@@ -445,34 +440,26 @@ impl Simulator {
                 }
                 _ => None,
             };
-            let waiting: Vec<(LogIndex, Waiting)> = node
-                .waiting
-                .range(..=entry.index)
-                .map(|(&index, &waiting)| (index, waiting))
-                .collect();
-            for &(index, _) in &waiting {
-                node.waiting.remove(&index);
-            }
-            for (index, waiting) in waiting {
-                let reply = if index == entry.index && waiting.term == entry.term {
-                    match output {
-                        Some(output) => Reply::Done(output),
-                        None => continue,
-                    }
-                } else {
-                    Reply::Lost(index)
-                };
-                let packet = Packet::Response {
-                    client: waiting.process,
-                    request: waiting.request,
-                    reply,
-                };
-                self.send(
-                    Endpoint::Node(position),
-                    Endpoint::Client(waiting.client),
-                    packet,
-                );
-            }
+            // Entries apply in index order, so a request waits at most until its index.
+            assert!(node.waiting.range(..entry.index).next().is_none());
+            let Some(waiting) = node.waiting.remove(&entry.index) else {
+                continue;
+            };
+            let reply = match output {
+                _ if waiting.term != entry.term => Reply::Lost(entry.index),
+                Some(output) => Reply::Done(output),
+                None => continue, // An older request of its client: nobody waits for it.
+            };
+            let packet = Packet::Response {
+                client: waiting.process,
+                request: waiting.request,
+                reply,
+            };
+            self.send(
+                Endpoint::Node(position),
+                Endpoint::Client(waiting.client),
+                packet,
+            );
         }
         if last > LogIndex::ZERO {
             if let Some(replica) = self.nodes[position].replica.as_mut() {
@@ -857,5 +844,45 @@ fn event_tag(event: &Event) -> u64 {
         Event::Crash(node) => 900 + *node as u64,
         Event::Restart(node) => 600 + *node as u64,
         Event::Heal => 700,
+    }
+}
+
+/// A one-line description of a message for traces.
+fn describe(message: &coracle_engine::Message) -> String {
+    use coracle_engine::Message;
+    match message {
+        Message::AppendRequest(request) => format!(
+            "append t{} prev {}/{} entries {} commit {}",
+            request.term,
+            request.prev_index,
+            request.prev_term,
+            request.entries.len(),
+            request.commit_index
+        ),
+        Message::AppendResponse(response) => format!(
+            "append-response t{} ok {} match {} rejected {} hint {}/{}",
+            response.term,
+            response.success,
+            response.match_index,
+            response.rejected_index,
+            response.hint_index,
+            response.hint_term
+        ),
+        Message::PollRequest(request) | Message::VoteRequest(request) => format!(
+            "{} t{} last {}/{}",
+            message.name(),
+            request.term,
+            request.last_index,
+            request.last_term
+        ),
+        Message::PollResponse(response) | Message::VoteResponse(response) => {
+            format!(
+                "{} t{} granted {}",
+                message.name(),
+                response.term,
+                response.granted
+            )
+        }
+        other => format!("{} t{}", other.name(), other.term()),
     }
 }

@@ -12,6 +12,7 @@ const TRANSCRIPTS: &[&str] = &[
     "leader_isolation.txt",
     "figure8.txt",
     "figure8_overwrite.txt",
+    "figure8_planted_bug.txt",
     "membership.txt",
     "passive_catchup.txt",
 ];
@@ -51,6 +52,11 @@ fn figure8() {
 #[test]
 fn figure8_overwrite() {
     run("figure8_overwrite.txt");
+}
+
+#[test]
+fn figure8_planted_bug() {
+    run("figure8_planted_bug.txt");
 }
 
 #[test]

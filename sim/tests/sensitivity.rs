@@ -1,7 +1,12 @@
 //! Sensitivity: with a deliberate bug switched on in the engine, the simulator must fail
 //! within 1,000 seeds. A simulator that cannot fail proves nothing.
 //!
-//! `commit-past-request` (Copycat #266) is not in this list: coracle's leader always sends
+//! Two planted bugs are not in this list. `commit-previous-term` (Raft Figure 8) needs
+//! three leaders in a precise order with appends split at the new leader's no-op, and no
+//! seed among the first 5,000 produces it; the engine test
+//! `planted_bug_commit_previous_term_is_caught_by_figure_8` and the transcript
+//! `sim/testdata/figure8_overwrite.txt` drive that schedule by hand.
+//! `commit-past-request` (Copycat #266): coracle's leader always sends
 //! the entry right after the matched prefix first, so a follower's stale tail is truncated
 //! by the first append it accepts and the bug has nothing to commit. The engine test
 //! `planted_bug_commit_past_request_commits_stale_entries` shows the switch works when a
@@ -31,11 +36,6 @@ fn assert_caught(name: &str) {
     let first_line = violation.lines().next().unwrap_or_default();
     eprintln!("planted bug {name}: caught at seed {seed}: {first_line}");
     assert!(!violation.is_empty());
-}
-
-#[test]
-fn catches_commit_previous_term_figure_8() {
-    assert_caught("commit-previous-term");
 }
 
 #[test]

@@ -59,8 +59,18 @@ impl Replica {
             return;
         }
         let match_index = LogIndex(request.prev_index.0 + request.entries.len() as u64);
+        let match_term = request
+            .entries
+            .last()
+            .map_or(request.prev_term, |entry| entry.term);
         let configuration_before = self.configuration().clone();
         self.append_entries(request.entries, actions);
+        // Log matching: our log now ends its agreed prefix exactly where the leader's does.
+        assert_eq!(
+            self.log.term_at(match_index),
+            Some(match_term),
+            "log matching after append"
+        );
         if *self.configuration() != configuration_before {
             self.on_configuration_changed(actions);
         }
@@ -250,6 +260,10 @@ impl Replica {
                 .is_up_to_date(request.last_index, request.last_term);
         let granted = request.term == term && free && log_ok && self.role != Role::Leader;
         if granted {
+            assert!(
+                self.hard_state.vote.is_none() || self.hard_state.vote == Some(request.candidate),
+                "at most one vote per term"
+            );
             self.hard_state.vote = Some(request.candidate);
             self.persist(Vec::new(), actions);
             self.election_timer_reset();

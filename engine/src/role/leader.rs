@@ -8,16 +8,15 @@ use crate::config::HEARTBEAT_FAILURES_UNAVAILABLE;
 use crate::config::{HEARTBEAT_BACKOFF_MS_MAX, HEARTBEAT_FAILURES_BACKOFF};
 use crate::entry::{Entry, EntryBody};
 use crate::membership::{ConfigurationError, MemberStatus, MemberType, MembershipChange};
-use crate::message::{AppendRequest, AppendResponse, ConfigureRequest, ConfigureResponse};
+use crate::message::{AppendResponse, ConfigureRequest, ConfigureResponse};
 use crate::message::{MembershipRequest, MembershipResponse, Message};
-use crate::progress::{Progress, ProgressMode};
+use crate::progress::Progress;
 use crate::replica::{Replica, Role};
+use crate::role::replication::Sender;
 use crate::types::{LogIndex, ReplicaId};
 
 /// Membership requests waiting for their configuration entry to commit.
 const MEMBERSHIP_WAITING_MAX: usize = 64;
-/// Entries in one append, whatever their size.
-const APPEND_ENTRIES_COUNT_MAX: usize = 4096;
 
 /// What only the leader keeps.
 #[derive(Clone, Debug)]
@@ -115,60 +114,12 @@ impl Replica {
 
     /// Sends the next append to `to` if it is due (or a heartbeat, which always goes).
     fn leader_send_append(&mut self, to: ReplicaId, heartbeat: bool, actions: &mut Actions) {
-        let member_type = self.configuration().member_type(to);
-        let feeds_passives = self.leader_feeds_passives();
-        let cap = match member_type {
+        let cap = match self.configuration().member_type(to) {
             MemberType::Active => self.log.last_index(),
-            MemberType::Passive if feeds_passives => self.commit_index,
+            MemberType::Passive if self.leader_feeds_passives() => self.commit_index,
             _ => return,
         };
-        let depth = self.config.pipeline_depth;
-        let request = {
-            let state = self.leader_state.as_mut().expect("leader");
-            let Some(progress) = state.progress.get_mut(&to) else {
-                return;
-            };
-            if heartbeat && !progress.can_send(depth) {
-                // A heartbeat always goes: assume the oldest append in flight was lost.
-                if progress.mode == ProgressMode::Probe {
-                    progress.in_flight.clear();
-                } else {
-                    progress.in_flight.pop_front();
-                }
-            } else if !heartbeat && !progress.can_send(depth) {
-                return;
-            }
-            append_build(
-                &self.log,
-                progress.next_index,
-                cap,
-                self.config.append_size_bytes_max,
-            )
-        };
-        let Some((prev_index, prev_term, entries)) = request else {
-            return;
-        };
-        if entries.is_empty() && !heartbeat {
-            return;
-        }
-        let last = LogIndex(prev_index.0 + entries.len() as u64);
-        let message = Message::AppendRequest(AppendRequest {
-            term: self.hard_state.term,
-            leader: self.id(),
-            prev_index,
-            prev_term,
-            entries,
-            commit_index: self.commit_index,
-            global_index: self.global_index,
-        });
-        let now_ms = self.now.monotonic_ms;
-        let state = self.leader_state();
-        state
-            .progress
-            .get_mut(&to)
-            .expect("checked above")
-            .on_sent(last, now_ms, depth);
-        self.send(to, message, false, actions);
+        self.send_append(Sender::Leader, to, cap, heartbeat, actions);
     }
 
     /// True if no available voter besides the leader can feed passive members (SPEC §G3).
@@ -473,7 +424,7 @@ impl Replica {
                     state
                         .progress
                         .get(&member.id)
-                        .map_or(LogIndex::ZERO, |p| p.match_index)
+                        .map_or(LogIndex::ZERO, |p| p.match_index.max(p.reported_index))
                 }
             })
             .min()
@@ -653,30 +604,9 @@ impl Replica {
         self.leader_on_contact(from);
         let commit_index = self.commit_index;
         if let Some(progress) = self.leader_state().progress.get_mut(&from) {
-            // A passive member holds committed entries only: that much is matched.
-            progress.match_index = progress
-                .match_index
-                .max(response.last_index.min(commit_index));
+            // A passive member is fed committed entries: count no more than is committed.
+            let reported = response.last_index.min(commit_index);
+            progress.reported_index = progress.reported_index.max(reported);
         }
     }
-}
-
-/// `(prev_index, prev_term, entries)` for an append starting at `next_index` with no entry
-/// past `cap`, or `None` if the entry before `next_index` is not held (only after
-/// compaction, where a snapshot would be sent instead).
-pub(crate) fn append_build(
-    log: &crate::log::RaftLog,
-    next_index: LogIndex,
-    cap: LogIndex,
-    size_bytes_max: usize,
-) -> Option<(LogIndex, crate::types::Term, Vec<Entry>)> {
-    let prev_index = next_index.prev();
-    let prev_term = log.term_at(prev_index)?;
-    let mut entries = if next_index <= cap {
-        log.slice(next_index, size_bytes_max, APPEND_ENTRIES_COUNT_MAX)
-    } else {
-        Vec::new()
-    };
-    entries.retain(|entry| entry.index <= cap);
-    Some((prev_index, prev_term, entries))
 }

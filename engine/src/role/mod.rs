@@ -4,3 +4,4 @@ pub mod candidate;
 pub mod follower;
 pub mod leader;
 pub mod passive;
+pub mod replication;

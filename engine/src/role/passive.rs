@@ -3,10 +3,10 @@
 
 use crate::action::Actions;
 use crate::membership::{MemberStatus, MemberType};
-use crate::message::{AppendRequest, AppendResponse, ConfigureRequest, ConfigureResponse, Message};
-use crate::progress::{Progress, ProgressMode};
+use crate::message::{AppendResponse, ConfigureRequest, ConfigureResponse, Message};
+use crate::progress::Progress;
 use crate::replica::{Replica, Role};
-use crate::role::leader::append_build;
+use crate::role::replication::Sender;
 use crate::types::{LogIndex, ReplicaId};
 
 impl Replica {
@@ -103,47 +103,8 @@ impl Replica {
 
     /// Sends committed entries (or a heartbeat) to a passive member this follower feeds.
     fn feeder_send(&mut self, to: ReplicaId, heartbeat: bool, actions: &mut Actions) {
-        let Some(leader) = self.leader else {
-            return;
-        };
-        let depth = self.config.pipeline_depth;
-        let Some(progress) = self.passive_progress.get_mut(&to) else {
-            return;
-        };
-        if !progress.can_send(depth) {
-            if !heartbeat {
-                return;
-            }
-            if progress.mode == ProgressMode::Probe {
-                progress.in_flight.clear();
-            } else {
-                progress.in_flight.pop_front();
-            }
-        }
-        let built = append_build(
-            &self.log,
-            progress.next_index,
-            self.commit_index,
-            self.config.append_size_bytes_max,
-        );
-        let Some((prev_index, prev_term, entries)) = built else {
-            return;
-        };
-        if entries.is_empty() && !heartbeat {
-            return;
-        }
-        let last = LogIndex(prev_index.0 + entries.len() as u64);
-        progress.on_sent(last, self.now.monotonic_ms, depth);
-        let request = AppendRequest {
-            term: self.hard_state.term,
-            leader,
-            prev_index,
-            prev_term,
-            entries,
-            commit_index: self.commit_index,
-            global_index: self.global_index,
-        };
-        self.send(to, Message::AppendRequest(request), false, actions);
+        let cap = self.commit_index;
+        self.send_append(Sender::Feeder, to, cap, heartbeat, actions);
     }
 
     /// A passive member answered this follower's append.

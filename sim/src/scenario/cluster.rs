@@ -43,6 +43,10 @@ pub struct Settings {
     pub append_size_bytes_max: usize,
     /// Seed of every replica's PRNG (each replica mixes in its own id).
     pub seed: u64,
+    /// Deliberate engine bugs. With one on, safety violations become events
+    /// (`SAFETY VIOLATION: ...`) instead of failing the transcript, so a transcript can show
+    /// the checker catching the bug.
+    pub planted_bugs: coracle_engine::PlantedBugs,
 }
 
 impl Default for Settings {
@@ -52,6 +56,7 @@ impl Default for Settings {
             heartbeat_interval_ms: 100,
             append_size_bytes_max: coracle_engine::config::APPEND_SIZE_BYTES_MAX_DEFAULT,
             seed: 42,
+            planted_bugs: coracle_engine::PlantedBugs::default(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl ScenarioCluster {
             config.election_timeout_ms = cluster.settings.election_timeout_ms;
             config.heartbeat_interval_ms = cluster.settings.heartbeat_interval_ms;
             config.append_size_bytes_max = cluster.settings.append_size_bytes_max;
+            config.planted_bugs = cluster.settings.planted_bugs;
             let node = ScenarioNode {
                 replica: None,
                 config,
@@ -192,6 +198,16 @@ impl ScenarioCluster {
         &self.settings
     }
 
+    /// A safety checker fired: fail the transcript, unless a planted bug is on, in which
+    /// case the violation is what the transcript demonstrates.
+    fn violation(&mut self, violation: &str) {
+        assert!(
+            self.settings.planted_bugs != coracle_engine::PlantedBugs::default(),
+            "safety violation: {violation}"
+        );
+        self.events.push(format!("SAFETY VIOLATION: {violation}"));
+    }
+
     /// Takes the events recorded since the last call.
     pub fn take_events(&mut self) -> Vec<String> {
         std::mem::take(&mut self.events)
@@ -251,10 +267,11 @@ impl ScenarioCluster {
                         last_index = last.index;
                     }
                     let node = self.nodes.get_mut(&id).expect("the node exists");
-                    if let Err(violation) = self.safety.on_entries(id, &mut node.chain, &entries) {
-                        panic!("safety violation: {violation}");
-                    }
+                    let checked = self.safety.on_entries(id, &mut node.chain, &entries);
                     node.disk.write(persist_id, hard_state, entries);
+                    if let Err(violation) = checked {
+                        self.violation(&violation);
+                    }
                 }
                 Action::Send { to, message } => {
                     assert!(to != id, "a replica never sends to itself");
@@ -280,11 +297,11 @@ impl ScenarioCluster {
                     let node = self.nodes.get_mut(&id).expect("the node exists");
                     let replica = node.replica.as_ref().expect("an input ran on it");
                     let log = replica.log().entries();
-                    if let Err(violation) =
-                        self.safety
-                            .on_commit(id, &mut node.commit_checked, index, log)
-                    {
-                        panic!("safety violation: {violation}");
+                    let term = replica.term();
+                    let checked =
+                        self.safety.on_commit(id, term, &mut node.commit_checked, index, log);
+                    if let Err(violation) = checked {
+                        self.violation(&violation);
                     }
                     self.events.push(format!("{id}: committed through {index}"));
                 }
@@ -305,7 +322,7 @@ impl ScenarioCluster {
         let last = entries.last().expect("an apply is never empty").index;
         for entry in entries {
             if let Err(violation) = self.safety.on_apply(id, entry) {
-                panic!("safety violation: {violation}");
+                self.violation(&violation);
             }
         }
         let replica = self
@@ -343,7 +360,7 @@ impl ScenarioCluster {
         if role == Role::Leader {
             let replica = node.replica.as_ref().expect("an input ran on it");
             if let Err(violation) = self.safety.on_leader(id, term, replica.log().entries()) {
-                panic!("safety violation: {violation}");
+                self.violation(&violation);
             }
         }
         let leader = match leader {

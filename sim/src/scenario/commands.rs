@@ -59,7 +59,8 @@ impl Scenario {
     }
 
     /// `add-nodes N [voters=(..)] [passive=(..)] [reserve=(..)] [election-timeout=MS]
-    /// [heartbeat=MS] [append-bytes-max=N] [seed=N]`: nodes 1..=N; voters default to all.
+    /// [heartbeat=MS] [append-bytes-max=N] [seed=N] [planted-bug=NAME]`: nodes 1..=N;
+    /// voters default to all.
     fn add_nodes(&mut self, directive: &Directive) -> Output {
         if self.cluster.is_some() {
             return Err("add-nodes runs once per transcript".to_owned());
@@ -111,6 +112,12 @@ impl Scenario {
         }
         if let Some(argument) = directive.keyed("seed") {
             settings.seed = number(argument)?;
+        }
+        if let Some(argument) = directive.keyed("planted-bug") {
+            let [name] = argument.values.as_slice() else {
+                return Err("planted-bug takes one name".to_owned());
+            };
+            settings.planted_bugs = crate::options::planted_bug(name)?;
         }
         let cluster = ScenarioCluster::new(count, &bootstrap, settings);
         let output = status_lines(&cluster, &cluster.ids());

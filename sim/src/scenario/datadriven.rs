@@ -15,6 +15,7 @@
 //! instead. A mismatch, a script error or a panic fails with the file, the line of the
 //! command, and (for a mismatch) expected and actual output.
 
+use crate::runner::panic_text;
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -215,17 +216,6 @@ impl Transcript {
             text.pop();
         }
         text
-    }
-}
-
-/// The text of a panic payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a panic without a message".to_owned()
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `add-nodes N [voters=(..)] [passive=(..)] [reserve=(..)] [election-timeout=MS] [heartbeat=MS] [append-bytes-max=N] [seed=N]` | nodes 1..=N (voters default to all; unlisted nodes start inactive) |
+//! | `add-nodes N [voters=(..)] [passive=(..)] [reserve=(..)] [election-timeout=MS] [heartbeat=MS] [append-bytes-max=N] [seed=N] [planted-bug=NAME]` | nodes 1..=N (voters default to all; unlisted nodes start inactive) |
 //! | `campaign ID` | ticks ID in 10 ms steps until its election timer fires |
 //! | `tick ID MS` | moves ID's clock on by MS and ticks it once |
 //! | `tick-heartbeat ID...` | ticks each by one heartbeat interval |
