@@ -299,7 +299,8 @@ impl ScenarioCluster {
                     let log = replica.log().entries();
                     let term = replica.term();
                     let checked =
-                        self.safety.on_commit(id, term, &mut node.commit_checked, index, log);
+                        self.safety
+                            .on_commit(id, term, &mut node.commit_checked, index, log);
                     if let Err(violation) = checked {
                         self.violation(&violation);
                     }
