@@ -38,6 +38,32 @@ impl Simulator {
         self.nemesis_membership()
     }
 
+    /// Leader churn: the leader crashes (and restarts soon) or is cut off, so that many
+    /// short terms leave divergent uncommitted tails behind (the ground Figure 8 grows on).
+    pub(crate) fn on_leader_churn(&mut self) -> Result<(), String> {
+        if self.healing {
+            return Ok(());
+        }
+        let interval = self.options.leader_churn_interval_us;
+        let next = self.prng.range(interval / 2, interval * 3 / 2 + 1);
+        self.schedule(next, Event::LeaderChurn);
+        let Some(leader) = self.leader_position() else {
+            return Ok(());
+        };
+        if self.prng.chance(1, 2) {
+            self.node_crash(leader);
+            let downtime = self
+                .prng
+                .range(1_000, 3 * self.options.election_timeout_ms * 1000);
+            self.schedule(downtime, Event::Restart(leader));
+        } else {
+            self.network.heal();
+            self.network.partition(&[leader], self.nodes.len(), false);
+            self.stats.partitions_count += 1;
+        }
+        Ok(())
+    }
+
     fn leader_position(&self) -> Option<usize> {
         self.nodes.iter().position(|node| {
             node.replica

@@ -47,6 +47,8 @@ pub struct SimOptions {
     pub pipeline_depth: usize,
     /// Mean pause between membership changes (0: only the nemesis's occasional ones).
     pub membership_interval_us: u64,
+    /// Mean pause between leader kills (crash or isolation of whoever leads; 0: none).
+    pub leader_churn_interval_us: u64,
     /// Chance per million that a server loses power right after a write, before its sync.
     pub crash_after_write_per_million: u64,
     /// Print the run's story (roles, persists, sends, commits, faults) to stdout.
@@ -106,6 +108,11 @@ impl SimOptions {
             },
             crash_after_write_per_million: if prng.chance(1, 2) {
                 prng.range(100, 3_000)
+            } else {
+                0
+            },
+            leader_churn_interval_us: if prng.chance(1, 4) {
+                prng.range(150_000, 600_000)
             } else {
                 0
             },

@@ -41,6 +41,8 @@ pub(crate) enum Event {
     ClientWake(usize, u64),
     Nemesis,
     Membership,
+    /// Kill (crash or isolate) whoever leads now.
+    LeaderChurn,
     /// Power loss right after a write, before it is synced; restart shortly after.
     Crash(usize),
     Restart(usize),
@@ -152,6 +154,10 @@ impl Simulator {
             if membership > 0 {
                 simulator.schedule(membership, Event::Membership);
             }
+            let churn = simulator.options.leader_churn_interval_us;
+            if churn > 0 {
+                simulator.schedule(churn, Event::LeaderChurn);
+            }
         }
         let heal_at = simulator.options.fault_duration_us;
         simulator.schedule(heal_at, Event::Heal);
@@ -225,6 +231,7 @@ impl Simulator {
             }
             Event::Nemesis => self.on_nemesis(),
             Event::Membership => self.on_membership(),
+            Event::LeaderChurn => self.on_leader_churn(),
             Event::Crash(node) => {
                 if self.nodes[node].is_up() && !self.healing {
                     self.node_crash(node);
@@ -841,6 +848,7 @@ fn event_tag(event: &Event) -> u64 {
         Event::ClientWake(client, _) => 400 + *client as u64,
         Event::Nemesis => 500,
         Event::Membership => 800,
+        Event::LeaderChurn => 1000,
         Event::Crash(node) => 900 + *node as u64,
         Event::Restart(node) => 600 + *node as u64,
         Event::Heal => 700,
