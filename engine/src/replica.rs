@@ -238,7 +238,7 @@ impl Replica {
             return; // Nobody sends to itself; a misdirected message is ignored.
         }
         let term = envelope.message.term();
-        if term > self.hard_state.term && !self.on_higher_term(from, &envelope.message, actions) {
+        if term > self.hard_state.term && !self.on_higher_term(&envelope.message, actions) {
             self.report(actions);
             return;
         }
@@ -251,7 +251,7 @@ impl Replica {
             Message::VoteResponse(response) => self.on_vote_response(from, &response, actions),
             Message::ConfigureRequest(request) => self.on_configure_request(from, request, actions),
             Message::ConfigureResponse(response) => {
-                self.on_configure_response(from, &response, actions);
+                self.on_configure_response(from, &response);
             }
             Message::MembershipRequest(request) => {
                 self.on_membership_request(from, request, actions);
@@ -419,12 +419,7 @@ impl Replica {
     }
 
     /// A message with a newer term arrived. Returns false if it must be dropped unseen.
-    fn on_higher_term(
-        &mut self,
-        from: ReplicaId,
-        message: &Message,
-        actions: &mut Actions,
-    ) -> bool {
+    fn on_higher_term(&mut self, message: &Message, actions: &mut Actions) -> bool {
         let term = message.term();
         match message {
             // A poll changes nobody's term; a granted poll answers with the term polled for.
@@ -446,7 +441,6 @@ impl Replica {
                 true
             }
             _ => {
-                let _ = from;
                 self.become_follower(term, None, actions);
                 true
             }

@@ -592,12 +592,7 @@ impl Replica {
     }
 
     /// A passive or reserve member answered a configure.
-    pub(crate) fn on_configure_response(
-        &mut self,
-        from: ReplicaId,
-        response: &ConfigureResponse,
-        _actions: &mut Actions,
-    ) {
+    pub(crate) fn on_configure_response(&mut self, from: ReplicaId, response: &ConfigureResponse) {
         if self.role != Role::Leader || response.term < self.hard_state.term {
             return;
         }
