@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use super::edn::EdnValue;
 use super::event::Event;
-use super::history::{History, HistoryError};
+use super::history::History;
 use super::kv::{KvInput, KvOutput};
-use super::parse_error::ParseError;
+use super::parse_error::{history_from_events, ParseError};
 
 /// Parses a key-value history written one EDN map a line:
 /// `{:process P, :type :invoke|:ok|:fail|:info, :f :get|:put|:append|:cas, :key "K", :value V}`.
@@ -64,14 +64,7 @@ pub fn parse_edn_kv(text: &str) -> Result<History<KvInput, KvOutput>, ParseError
         events.push(event);
         event_lines.push(number);
     }
-    History::from_events(events).map_err(|e| {
-        let event = match e {
-            HistoryError::AlreadyInFlight { event, .. }
-            | HistoryError::NothingInFlight { event, .. } => event,
-            HistoryError::ReturnBeforeCall { .. } => 0,
-        };
-        ParseError::new(event_lines.get(event).copied().unwrap_or(0), e.to_string())
-    })
+    history_from_events(events, &event_lines)
 }
 
 fn function_name(input: &KvInput) -> &'static str {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::edn::EdnValue;
 use super::event::Event;
-use super::history::{History, HistoryError};
-use super::parse_error::ParseError;
+use super::history::History;
+use super::parse_error::{history_from_events, ParseError};
 use super::register::{RegisterInput, RegisterOutput};
 
 /// Parses a Jepsen log of a compare-and-set register into a history.
@@ -61,14 +61,7 @@ pub fn parse_jepsen_log(text: &str) -> Result<History<RegisterInput, RegisterOut
         events.push(event);
         event_lines.push(number);
     }
-    History::from_events(events).map_err(|e| {
-        let event = match e {
-            HistoryError::AlreadyInFlight { event, .. }
-            | HistoryError::NothingInFlight { event, .. } => event,
-            HistoryError::ReturnBeforeCall { .. } => 0,
-        };
-        ParseError::new(event_lines.get(event).copied().unwrap_or(0), e.to_string())
-    })
+    history_from_events(events, &event_lines)
 }
 
 /// Splits a history line into its process and the fields after it; `None` for other lines.

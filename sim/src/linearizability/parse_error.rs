@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use super::event::Event;
+use super::history::{History, HistoryError};
+
 /// A malformed line in a history file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
@@ -28,3 +31,22 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// Builds a history from parsed events; an error names the file line of the event at
+/// fault (`event_lines[i]` is the line of event `i`).
+pub(crate) fn history_from_events<I: Clone, O: Clone>(
+    events: Vec<Event<I, O>>,
+    event_lines: &[usize],
+) -> Result<History<I, O>, ParseError> {
+    History::from_events(events).map_err(|error| {
+        let event = match error {
+            HistoryError::AlreadyInFlight { event, .. }
+            | HistoryError::NothingInFlight { event, .. } => event,
+            HistoryError::ReturnBeforeCall { .. } => 0,
+        };
+        ParseError::new(
+            event_lines.get(event).copied().unwrap_or(0),
+            error.to_string(),
+        )
+    })
+}
