@@ -8,6 +8,7 @@
 pub mod action;
 pub mod config;
 pub mod entry;
+pub mod entry_codec;
 pub mod invariants;
 pub mod log;
 pub mod membership;
