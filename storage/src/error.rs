@@ -1,0 +1,89 @@
+//! What can go wrong in storage. Operating errors are values; corruption names its file
+//! and offset.
+
+use std::path::PathBuf;
+
+use coracle_engine::LogIndex;
+
+/// A storage operation that did not succeed.
+#[derive(Debug)]
+pub enum StorageError {
+    /// The operating system refused an operation on a file.
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Stored bytes are damaged (not a torn tail): never skipped, never repaired silently.
+    Corruption {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the damage in the file.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// An earlier write or sync failed: the log stopped, and nothing written since the last
+    /// successful sync may be assumed durable (fail-stop, never retried).
+    Stopped,
+    /// Entries handed to `append` do not follow the log (a hole, or before the first entry).
+    NotContiguous {
+        /// The index the log expected at most.
+        expected_at_most: LogIndex,
+        /// The index it got.
+        got: LogIndex,
+    },
+    /// A read asked for entries the log does not hold (compacted, or never written).
+    OutOfRange {
+        /// The first index asked for that is missing.
+        index: LogIndex,
+    },
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::Io {
+                operation,
+                path,
+                source,
+            } => {
+                write!(f, "{operation} {}: {source}", path.display())
+            }
+            StorageError::Corruption {
+                path,
+                offset,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "corruption in {} at offset {offset}: {reason}",
+                    path.display()
+                )
+            }
+            StorageError::Stopped => write!(f, "the log stopped after an I/O error"),
+            StorageError::NotContiguous {
+                expected_at_most,
+                got,
+            } => {
+                write!(
+                    f,
+                    "append of index {got} leaves a hole (next is at most {expected_at_most})"
+                )
+            }
+            StorageError::OutOfRange { index } => write!(f, "entry {index} is not in the log"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! coracle-storage: the durable log every Raft group writes.
+//!
+//! [`LogStorage`] is the contract (per shard, not `Send`); [`MemLog`] is the in-memory
+//! reference implementation; [`conformance`] is the suite every implementation passes.
+//! The segment log on glommio direct I/O is being built on the engine's entry format
+//! (`coracle_engine::entry_codec`).
+
+pub mod block_on;
+pub mod conformance;
+pub mod error;
+pub mod log_storage;
+pub mod mem_log;
+
+pub use error::StorageError;
+pub use log_storage::LogStorage;
+pub use mem_log::MemLog;
