@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod error;
 pub mod log_storage;
 pub mod mem_log;
+pub mod segment;
 
 pub use error::StorageError;
 pub use log_storage::LogStorage;
