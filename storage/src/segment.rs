@@ -1,9 +1,20 @@
 //! The format of one segment file and the scan that recovers it.
 //!
-//! A segment is a 64-byte header followed by entries in the engine's entry format
-//! (`coracle_engine::entry_codec`), consecutive by index, then zeroes to the end of the
-//! (preallocated) file. The writer keeps that last promise: whatever follows the last entry
-//! is zero, because truncation zeroes what it drops.
+//! A segment is a 64-byte header followed by batches, then zeroes to the end of the
+//! (preallocated) file. A batch is what one write put down: a 16-byte batch header, then
+//! entries in the engine's entry format (`coracle_engine::entry_codec`), consecutive by
+//! index. The writer keeps two promises: whatever follows the last batch is zero (truncation
+//! zeroes what it drops), and a batch is written only after the one before it is synced, so
+//! at most the last batch can be torn — and a torn batch may have any of its sectors on disk,
+//! in any order.
+//!
+//! ```text
+//! offset size  batch header field
+//!      0    4  entries_size_bytes (u32 LE): bytes of entries after this header; 0 = end
+//!      4    4  entries_count (u32 LE)
+//!      8    4  CRC32C of bytes 0..8 and of the entries
+//!     12    4  CRC32C of bytes 0..12 (so the size can be trusted before the body is read)
+//! ```
 //!
 //! ```text
 //! offset size  header field
@@ -19,15 +30,15 @@
 //!     60    4  checksum: CRC32C of bytes 0..60
 //! ```
 //!
-//! Recovery tells a torn tail from corruption: damage in the last segment that no valid
-//! entry follows is the tail of a write that never completed (dropped, and reported);
-//! damage followed by a valid entry, or any damage in an earlier segment, is corruption,
+//! Recovery tells a torn tail from corruption: a damaged batch in the last segment that no
+//! whole batch follows is a write that never completed (dropped, and reported); a damaged
+//! batch followed by a whole batch, or any damage in an earlier segment, is corruption,
 //! reported with the file and the offset and never skipped.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use coracle_engine::entry_codec::{decode_entry, EntryDecodeError};
+use coracle_engine::entry_codec::{decode_entry, encode_entry, ENTRY_BODY_SIZE_BYTES_MAX};
 use coracle_engine::{Entry, LogIndex, Term};
 
 use crate::error::StorageError;
@@ -36,6 +47,10 @@ use crate::error::StorageError;
 pub const SEGMENT_HEADER_SIZE_BYTES: usize = 64;
 /// The format this code writes and reads.
 pub const SEGMENT_FORMAT_VERSION: u16 = 1;
+/// Bytes of a batch header.
+pub const BATCH_HEADER_SIZE_BYTES: usize = 16;
+/// Largest batch: one write of entries.
+pub const BATCH_SIZE_BYTES_MAX: usize = ENTRY_BODY_SIZE_BYTES_MAX + 1024;
 const MAGIC: [u8; 8] = *b"coracle\x01";
 
 /// What the header of a segment says.
@@ -144,6 +159,88 @@ pub struct SegmentScan {
     pub torn: Option<TornTail>,
 }
 
+/// Appends one batch holding `entries` (consecutive) to `out`: what one write puts down.
+///
+/// # Panics
+/// If `entries` is empty or larger than [`BATCH_SIZE_BYTES_MAX`].
+pub fn encode_batch(entries: &[Entry], out: &mut Vec<u8>) {
+    assert!(!entries.is_empty(), "a batch holds at least one entry");
+    let start = out.len();
+    out.extend_from_slice(&[0; BATCH_HEADER_SIZE_BYTES]);
+    for entry in entries {
+        encode_entry(entry, out);
+    }
+    let size = out.len() - start - BATCH_HEADER_SIZE_BYTES;
+    assert!(size <= BATCH_SIZE_BYTES_MAX, "batch too large");
+    let size = u32::try_from(size).expect("bounded above");
+    let count = u32::try_from(entries.len()).expect("bounded by size");
+    out[start..start + 4].copy_from_slice(&size.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&count.to_le_bytes());
+    let body = crc32c::crc32c_append(
+        crc32c::crc32c(&out[start..start + 8]),
+        &out[start + BATCH_HEADER_SIZE_BYTES..],
+    );
+    out[start + 8..start + 12].copy_from_slice(&body.to_le_bytes());
+    let header = crc32c::crc32c(&out[start..start + 12]);
+    out[start + 12..start + 16].copy_from_slice(&header.to_le_bytes());
+}
+
+/// A batch found whole (both checksums good) at some offset: its count and total size.
+struct WholeBatch {
+    count: u32,
+    size_bytes: usize,
+}
+
+/// Why the bytes at an offset are not a whole batch.
+enum BatchDamage {
+    /// Zeroes: nothing was written here.
+    End,
+    /// Anything else, described.
+    Damaged(String),
+}
+
+fn batch_at(data: &[u8], offset: usize) -> Result<WholeBatch, BatchDamage> {
+    let available = data.len().saturating_sub(offset);
+    let header_end = offset
+        .saturating_add(BATCH_HEADER_SIZE_BYTES)
+        .min(data.len());
+    let header = &data[offset.min(data.len())..header_end];
+    if header.iter().all(|&byte| byte == 0) {
+        return Err(BatchDamage::End);
+    }
+    if available < BATCH_HEADER_SIZE_BYTES {
+        return Err(BatchDamage::Damaged(format!(
+            "batch header cut short ({available} bytes)"
+        )));
+    }
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    if word(12) != crc32c::crc32c(&header[..12]) {
+        return Err(BatchDamage::Damaged(
+            "batch header checksum mismatch".into(),
+        ));
+    }
+    let size = usize::try_from(word(0)).unwrap_or(usize::MAX);
+    if size == 0 || size > BATCH_SIZE_BYTES_MAX {
+        return Err(BatchDamage::Damaged(format!(
+            "batch size {size} out of range"
+        )));
+    }
+    let total = BATCH_HEADER_SIZE_BYTES + size;
+    if available < total {
+        return Err(BatchDamage::Damaged(format!(
+            "batch of {total} bytes cut short at {available}"
+        )));
+    }
+    let body = &data[offset + BATCH_HEADER_SIZE_BYTES..offset + total];
+    if word(8) != crc32c::crc32c_append(crc32c::crc32c(&header[..8]), body) {
+        return Err(BatchDamage::Damaged("batch checksum mismatch".into()));
+    }
+    Ok(WholeBatch {
+        count: word(4),
+        size_bytes: total,
+    })
+}
+
 /// Scans a segment's bytes (the whole file). `last` says whether it is the log's last
 /// segment, the only one whose tail may be torn. Entries found are returned decoded
 /// through `entries` when given (payloads share `data`).
@@ -156,9 +253,9 @@ pub fn scan_segment(
     last: bool,
     mut entries: Option<&mut Vec<Entry>>,
 ) -> Result<SegmentScan, StorageError> {
-    let corruption = |offset: u64, reason: String| StorageError::Corruption {
+    let corruption = |offset: usize, reason: String| StorageError::Corruption {
         path: PathBuf::from(path),
-        offset,
+        offset: offset as u64,
         reason,
     };
     let header = SegmentHeader::decode(data).map_err(|reason| corruption(0, reason))?;
@@ -167,89 +264,101 @@ pub fn scan_segment(
     let mut expected = header.first_index;
     let mut term = Term::ZERO;
     loop {
-        match decode_entry(data, offset) {
-            Ok((entry, size)) => {
-                if entry.index != expected {
-                    let reason = format!("entry {} where {expected} was expected", entry.index);
-                    return Err(corruption(offset as u64, reason));
-                }
-                if entry.term < term {
-                    let reason = format!("term {} after term {term}", entry.term);
-                    return Err(corruption(offset as u64, reason));
-                }
-                term = entry.term;
-                positions.push(EntryPosition {
-                    index: entry.index,
-                    term,
-                    offset: offset as u64,
-                    size_bytes: u32::try_from(size).expect("entries are bounded"),
-                });
-                if let Some(out) = entries.as_deref_mut() {
-                    out.push(entry);
-                }
-                expected = expected.next();
-                offset += size;
-            }
-            Err(error) => {
-                let end = offset;
-                let damage = match error {
-                    EntryDecodeError::End => None,
-                    EntryDecodeError::Truncated {
-                        available_bytes: 0, ..
-                    } => None,
-                    other => Some(other),
-                };
-                if let Some(later) = valid_entry_after(data, end + 1) {
-                    let what = damage.map_or("zeroes".to_string(), |error| error.to_string());
-                    let reason = format!("{what}, yet a whole entry follows at offset {later}");
-                    return Err(corruption(end as u64, reason));
-                }
-                let Some(damage) = damage else {
-                    return Ok(SegmentScan {
-                        header,
-                        positions,
-                        end_offset: end as u64,
-                        torn: None,
+        let damage = match batch_at(data, offset) {
+            Ok(batch) => {
+                // Whole by its checksums: anything wrong inside is corruption (or a bug).
+                let mut at = offset + BATCH_HEADER_SIZE_BYTES;
+                let batch_end = offset + batch.size_bytes;
+                for _ in 0..batch.count {
+                    let (entry, size) = decode_entry(data, at)
+                        .map_err(|error| corruption(at, format!("in a whole batch: {error}")))?;
+                    if at + size > batch_end {
+                        return Err(corruption(at, "entry overruns its batch".into()));
+                    }
+                    if entry.index != expected {
+                        let reason = format!("entry {} where {expected} was expected", entry.index);
+                        return Err(corruption(at, reason));
+                    }
+                    if entry.term < term {
+                        return Err(corruption(
+                            at,
+                            format!("term {} after term {term}", entry.term),
+                        ));
+                    }
+                    term = entry.term;
+                    positions.push(EntryPosition {
+                        index: entry.index,
+                        term,
+                        offset: at as u64,
+                        size_bytes: u32::try_from(size).expect("entries are bounded"),
                     });
-                };
-                if !last {
+                    if let Some(out) = entries.as_deref_mut() {
+                        out.push(entry);
+                    }
+                    expected = expected.next();
+                    at += size;
+                }
+                if at != batch_end {
                     return Err(corruption(
-                        end as u64,
-                        format!("{damage} in a sealed segment"),
+                        at,
+                        "batch holds more bytes than its entries".into(),
                     ));
                 }
-                let non_zero_end = data
-                    .iter()
-                    .rposition(|&byte| byte != 0)
-                    .map_or(end, |at| at + 1);
-                let torn = TornTail {
-                    offset: end as u64,
-                    dropped_bytes: non_zero_end.saturating_sub(end) as u64,
-                };
-                return Ok(SegmentScan {
-                    header,
-                    positions,
-                    end_offset: end as u64,
-                    torn: Some(torn),
-                });
+                offset = batch_end;
+                continue;
             }
+            Err(BatchDamage::End) => None,
+            Err(BatchDamage::Damaged(reason)) => Some(reason),
+        };
+        if let Some(later) = whole_batch_after(data, offset + 1) {
+            let what = damage.unwrap_or_else(|| "zeroes".to_string());
+            return Err(corruption(
+                offset,
+                format!("{what}, yet a whole batch follows at {later}"),
+            ));
         }
+        let end_offset = offset as u64;
+        let non_zero_end = data
+            .iter()
+            .rposition(|&byte| byte != 0)
+            .map_or(offset, |at| at + 1);
+        if non_zero_end <= offset {
+            return Ok(SegmentScan {
+                header,
+                positions,
+                end_offset,
+                torn: None,
+            });
+        }
+        let what = damage.unwrap_or_else(|| "non-zero bytes after the end of data".to_string());
+        if !last {
+            return Err(corruption(offset, format!("{what} in a sealed segment")));
+        }
+        // The last write never completed: drop it, whichever of its sectors arrived.
+        let dropped_bytes = (non_zero_end - offset) as u64;
+        let torn = Some(TornTail {
+            offset: end_offset,
+            dropped_bytes,
+        });
+        return Ok(SegmentScan {
+            header,
+            positions,
+            end_offset,
+            torn,
+        });
     }
 }
 
-/// The offset of the first whole entry (valid checksum) at or after `from`, if any.
-fn valid_entry_after(data: &Bytes, from: usize) -> Option<usize> {
-    (from..data.len()).find(|&offset| {
-        // Only a non-zero size field can start an entry; skip the zeroed tail quickly.
-        data[offset] != 0 && decode_entry(data, offset).is_ok()
-    })
+/// The offset of the first whole batch at or after `from`, if any.
+fn whole_batch_after(data: &[u8], from: usize) -> Option<usize> {
+    // Only a non-zero size field can start a batch, which skips a zeroed tail quickly.
+    (from..data.len()).find(|&offset| data[offset] != 0 && batch_at(data, offset).is_ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conformance::entries;
-    use coracle_engine::entry_codec::encode_entry;
 
     fn header() -> SegmentHeader {
         SegmentHeader {
@@ -261,18 +370,23 @@ mod tests {
         }
     }
 
-    /// A segment of `count` entries from index 101, zero-padded to `size` bytes; also the
-    /// offset where each entry starts.
-    fn segment(count: u64, size: usize) -> (Vec<u8>, Vec<usize>) {
+    /// A segment of `count` entries from index 101 in batches of `batch` entries,
+    /// zero-padded to `size` bytes; also the offset where each batch starts.
+    fn segment_batched(count: u64, batch: usize, size: usize) -> (Vec<u8>, Vec<usize>) {
         let mut bytes = header().encode().to_vec();
         let mut starts = Vec::new();
-        for entry in entries(101, 100 + count, 4) {
+        for chunk in entries(101, 100 + count, 4).chunks(batch) {
             starts.push(bytes.len());
-            encode_entry(&entry, &mut bytes);
+            encode_batch(chunk, &mut bytes);
         }
         assert!(bytes.len() <= size);
         bytes.resize(size, 0);
         (bytes, starts)
+    }
+
+    /// One entry per batch.
+    fn segment(count: u64, size: usize) -> (Vec<u8>, Vec<usize>) {
+        segment_batched(count, 1, size)
     }
 
     fn scan(bytes: Vec<u8>, last: bool) -> Result<SegmentScan, StorageError> {
@@ -319,7 +433,8 @@ mod tests {
         let scanned = result.expect("clean");
         assert_eq!(scanned.positions.len(), 20);
         assert_eq!(scanned.torn, None);
-        assert_eq!(scanned.positions[5].offset, starts[5] as u64);
+        let batch_header = BATCH_HEADER_SIZE_BYTES as u64;
+        assert_eq!(scanned.positions[5].offset, starts[5] as u64 + batch_header);
         assert_eq!(decoded, entries(101, 120, 4));
     }
 
@@ -391,13 +506,37 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_multi_entry_batch_is_dropped_whole_whatever_sectors_reached_the_disk() {
+        // Batches of 16 entries (about 1 KiB each); the last batch is the torn write.
+        let (full, starts) = segment_batched(64, 16, 16 * 1024);
+        let last_start = starts[3];
+        let last_end = full.iter().rposition(|&byte| byte != 0).expect("data") + 1;
+        for cut in (last_start..last_end).step_by(7) {
+            let mut torn = full.clone();
+            torn[cut..].iter_mut().for_each(|byte| *byte = 0);
+            let scanned = scan(torn, true).unwrap_or_else(|error| panic!("cut {cut}: {error}"));
+            assert_eq!(scanned.positions.len(), 48, "cut at {cut}");
+        }
+        // Out of order: the batch's first sector never made it, its later ones did.
+        let mut torn = full.clone();
+        let sector = (last_start / 512 + 1) * 512;
+        torn[last_start..sector]
+            .iter_mut()
+            .for_each(|byte| *byte = 0);
+        let scanned = scan(torn, true).expect("a torn tail, not corruption");
+        assert_eq!(scanned.positions.len(), 48);
+        assert_eq!(
+            scanned.torn.map(|torn| torn.offset),
+            Some(last_start as u64)
+        );
+    }
+
+    #[test]
     fn out_of_sequence_entries_are_corruption() {
         let mut bytes = header().encode().to_vec();
         let mut list = entries(101, 102, 4);
         list.push(crate::conformance::entry(104, 4));
-        for entry in &list {
-            encode_entry(entry, &mut bytes);
-        }
+        encode_batch(&list, &mut bytes);
         bytes.resize(1024, 0);
         assert!(corruption_offset(scan(bytes, true)) > 64);
     }
