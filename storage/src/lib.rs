@@ -7,7 +7,9 @@
 
 pub mod block_on;
 pub mod conformance;
+pub mod device;
 pub mod error;
+pub mod hard_state_file;
 pub mod log_storage;
 pub mod mem_log;
 pub mod segment;
