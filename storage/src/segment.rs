@@ -3,10 +3,12 @@
 //! A segment is a 64-byte header followed by batches, then zeroes to the end of the
 //! (preallocated) file. A batch is what one write put down: a 16-byte batch header, then
 //! entries in the engine's entry format (`coracle_engine::entry_codec`), consecutive by
-//! index. The writer keeps two promises: whatever follows the last batch is zero (truncation
-//! zeroes what it drops), and a batch is written only after the one before it is synced, so
-//! at most the last batch can be torn — and a torn batch may have any of its sectors on disk,
-//! in any order.
+//! index. The log is append-only: a batch that starts at or below the last index replaces
+//! the suffix from there, and a truncation record drops one, so synced bytes are never
+//! rewritten. The writer keeps two promises: whatever follows the last batch is zero
+//! (segments are preallocated and zeroed), and a batch is written only after the one before
+//! it is synced, so at most the last batch can be torn — and a torn batch may have any of
+//! its sectors on disk, in any order.
 //!
 //! ```text
 //! offset size  batch header field
@@ -159,7 +161,12 @@ pub struct SegmentScan {
     pub torn: Option<TornTail>,
 }
 
+/// The entries count that marks a truncation record instead of entries.
+const TRUNCATION_COUNT: u32 = u32::MAX;
+
 /// Appends one batch holding `entries` (consecutive) to `out`: what one write puts down.
+/// A batch whose first index is at or below the log's last replaces the suffix from there
+/// (the later write wins), so replacing a conflicting tail never rewrites synced bytes.
 ///
 /// # Panics
 /// If `entries` is empty or larger than [`BATCH_SIZE_BYTES_MAX`].
@@ -170,10 +177,28 @@ pub fn encode_batch(entries: &[Entry], out: &mut Vec<u8>) {
     for entry in entries {
         encode_entry(entry, out);
     }
-    let size = out.len() - start - BATCH_HEADER_SIZE_BYTES;
-    assert!(size <= BATCH_SIZE_BYTES_MAX, "batch too large");
-    let size = u32::try_from(size).expect("bounded above");
     let count = u32::try_from(entries.len()).expect("bounded by size");
+    assert!(count != TRUNCATION_COUNT);
+    finish_batch(out, start, count);
+}
+
+/// Appends a truncation record: every entry above `after` written before it is dropped.
+/// Truncating by appending keeps the log append-only: a torn record is a torn tail, and
+/// the entries it would have dropped are simply still there (they were never replaced).
+pub fn encode_truncation(after: LogIndex, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; BATCH_HEADER_SIZE_BYTES]);
+    out.extend_from_slice(&after.0.to_le_bytes());
+    finish_batch(out, start, TRUNCATION_COUNT);
+}
+
+fn finish_batch(out: &mut [u8], start: usize, count: u32) {
+    let size = out.len() - start - BATCH_HEADER_SIZE_BYTES;
+    assert!(
+        size > 0 && size <= BATCH_SIZE_BYTES_MAX,
+        "batch size out of range"
+    );
+    let size = u32::try_from(size).expect("bounded above");
     out[start..start + 4].copy_from_slice(&size.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&count.to_le_bytes());
     let body = crc32c::crc32c_append(
@@ -259,52 +284,18 @@ pub fn scan_segment(
         reason,
     };
     let header = SegmentHeader::decode(data).map_err(|reason| corruption(0, reason))?;
-    let mut positions = Vec::new();
+    let mut state = ScanState {
+        positions: Vec::new(),
+        first_index: header.first_index,
+        expected: header.first_index,
+        entries: entries.as_deref_mut(),
+    };
     let mut offset = SEGMENT_HEADER_SIZE_BYTES;
-    let mut expected = header.first_index;
-    let mut term = Term::ZERO;
     loop {
         let damage = match batch_at(data, offset) {
             Ok(batch) => {
-                // Whole by its checksums: anything wrong inside is corruption (or a bug).
-                let mut at = offset + BATCH_HEADER_SIZE_BYTES;
-                let batch_end = offset + batch.size_bytes;
-                for _ in 0..batch.count {
-                    let (entry, size) = decode_entry(data, at)
-                        .map_err(|error| corruption(at, format!("in a whole batch: {error}")))?;
-                    if at + size > batch_end {
-                        return Err(corruption(at, "entry overruns its batch".into()));
-                    }
-                    if entry.index != expected {
-                        let reason = format!("entry {} where {expected} was expected", entry.index);
-                        return Err(corruption(at, reason));
-                    }
-                    if entry.term < term {
-                        return Err(corruption(
-                            at,
-                            format!("term {} after term {term}", entry.term),
-                        ));
-                    }
-                    term = entry.term;
-                    positions.push(EntryPosition {
-                        index: entry.index,
-                        term,
-                        offset: at as u64,
-                        size_bytes: u32::try_from(size).expect("entries are bounded"),
-                    });
-                    if let Some(out) = entries.as_deref_mut() {
-                        out.push(entry);
-                    }
-                    expected = expected.next();
-                    at += size;
-                }
-                if at != batch_end {
-                    return Err(corruption(
-                        at,
-                        "batch holds more bytes than its entries".into(),
-                    ));
-                }
-                offset = batch_end;
+                state.apply(data, offset, &batch, &corruption)?;
+                offset += batch.size_bytes;
                 continue;
             }
             Err(BatchDamage::End) => None,
@@ -323,6 +314,7 @@ pub fn scan_segment(
             .rposition(|&byte| byte != 0)
             .map_or(offset, |at| at + 1);
         if non_zero_end <= offset {
+            let positions = state.positions;
             return Ok(SegmentScan {
                 header,
                 positions,
@@ -340,12 +332,105 @@ pub fn scan_segment(
             offset: end_offset,
             dropped_bytes,
         });
+        let positions = state.positions;
         return Ok(SegmentScan {
             header,
             positions,
             end_offset,
             torn,
         });
+    }
+}
+
+/// What a scan has found so far in one segment.
+struct ScanState<'a> {
+    positions: Vec<EntryPosition>,
+    first_index: LogIndex,
+    /// The index the next entry takes if it extends the log.
+    expected: LogIndex,
+    entries: Option<&'a mut Vec<Entry>>,
+}
+
+impl ScanState<'_> {
+    /// Keeps entries through `index`.
+    fn truncate_after(&mut self, index: LogIndex) {
+        assert!(index >= self.first_index.prev() && index < self.expected);
+        let keep = usize::try_from(index.0 + 1 - self.first_index.0).expect("fits");
+        self.positions.truncate(keep);
+        if let Some(entries) = self.entries.as_deref_mut() {
+            entries.truncate(keep);
+        }
+        self.expected = index.next();
+    }
+
+    /// Takes in a whole batch (both checksums good): anything wrong inside is corruption.
+    fn apply(
+        &mut self,
+        data: &Bytes,
+        offset: usize,
+        batch: &WholeBatch,
+        corruption: &dyn Fn(usize, String) -> StorageError,
+    ) -> Result<(), StorageError> {
+        let body = offset + BATCH_HEADER_SIZE_BYTES;
+        let batch_end = offset + batch.size_bytes;
+        if batch.count == TRUNCATION_COUNT {
+            if batch.size_bytes != BATCH_HEADER_SIZE_BYTES + 8 {
+                return Err(corruption(
+                    offset,
+                    "truncation record of the wrong size".into(),
+                ));
+            }
+            let after = LogIndex(u64::from_le_bytes(
+                data[body..body + 8].try_into().expect("8"),
+            ));
+            if after < self.first_index.prev() || after >= self.expected {
+                let reason = format!("truncation after {after} outside the segment's entries");
+                return Err(corruption(offset, reason));
+            }
+            self.truncate_after(after);
+            return Ok(());
+        }
+        let mut at = body;
+        for position in 0..batch.count {
+            let (entry, size) = decode_entry(data, at)
+                .map_err(|error| corruption(at, format!("in a whole batch: {error}")))?;
+            if at + size > batch_end {
+                return Err(corruption(at, "entry overruns its batch".into()));
+            }
+            if position == 0 && entry.index < self.expected && entry.index >= self.first_index {
+                // A later write replacing a conflicting suffix: the later write wins.
+                self.truncate_after(entry.index.prev());
+            }
+            if entry.index != self.expected {
+                let reason = format!("entry {} where {} was expected", entry.index, self.expected);
+                return Err(corruption(at, reason));
+            }
+            let term = self.positions.last().map_or(Term::ZERO, |last| last.term);
+            if entry.term < term {
+                return Err(corruption(
+                    at,
+                    format!("term {} after term {term}", entry.term),
+                ));
+            }
+            self.positions.push(EntryPosition {
+                index: entry.index,
+                term: entry.term,
+                offset: at as u64,
+                size_bytes: u32::try_from(size).expect("entries are bounded"),
+            });
+            if let Some(out) = self.entries.as_deref_mut() {
+                out.push(entry);
+            }
+            self.expected = self.expected.next();
+            at += size;
+        }
+        if at != batch_end {
+            return Err(corruption(
+                at,
+                "batch holds more bytes than its entries".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -528,6 +613,75 @@ mod tests {
         assert_eq!(
             scanned.torn.map(|torn| torn.offset),
             Some(last_start as u64)
+        );
+    }
+
+    fn scan_entries(bytes: Vec<u8>) -> Result<(SegmentScan, Vec<Entry>), StorageError> {
+        let mut decoded = Vec::new();
+        let scanned = scan_segment(
+            Path::new("seg-3"),
+            &Bytes::from(bytes),
+            true,
+            Some(&mut decoded),
+        )?;
+        assert_eq!(scanned.positions.len(), decoded.len());
+        Ok((scanned, decoded))
+    }
+
+    #[test]
+    fn a_later_batch_replaces_a_conflicting_suffix_and_a_truncation_record_drops_one() {
+        let mut bytes = header().encode().to_vec();
+        encode_batch(&entries(101, 110, 4), &mut bytes);
+        encode_batch(&entries(106, 107, 5), &mut bytes);
+        let replaced_at = bytes.len();
+        bytes.resize(4096, 0);
+        let (scanned, decoded) = scan_entries(bytes.clone()).expect("clean");
+        let mut expected = entries(101, 105, 4);
+        expected.extend(entries(106, 107, 5));
+        assert_eq!(decoded, expected, "the later write wins");
+        assert_eq!(scanned.end_offset, replaced_at as u64);
+
+        bytes.truncate(replaced_at);
+        encode_truncation(LogIndex(103), &mut bytes);
+        encode_batch(&entries(104, 104, 6), &mut bytes);
+        bytes.resize(4096, 0);
+        let (_, decoded) = scan_entries(bytes).expect("clean");
+        let mut expected = entries(101, 103, 4);
+        expected.extend(entries(104, 104, 6));
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn a_torn_truncation_record_truncates_nothing() {
+        let mut bytes = header().encode().to_vec();
+        encode_batch(&entries(101, 105, 4), &mut bytes);
+        let record_at = bytes.len();
+        encode_truncation(LogIndex(102), &mut bytes);
+        bytes[record_at + 17] ^= 0xff; // The record's body never fully reached the disk.
+        bytes.resize(4096, 0);
+        let (scanned, decoded) = scan_entries(bytes).expect("a torn tail");
+        assert_eq!(decoded, entries(101, 105, 4));
+        assert_eq!(scanned.torn.map(|torn| torn.offset), Some(record_at as u64));
+    }
+
+    #[test]
+    fn records_that_reach_outside_the_segment_are_corruption() {
+        let mut bytes = header().encode().to_vec();
+        encode_batch(&entries(101, 105, 4), &mut bytes);
+        let mut beyond = bytes.clone();
+        encode_truncation(LogIndex(107), &mut beyond);
+        beyond.resize(4096, 0);
+        assert!(corruption_offset(scan(beyond, true)) > 64);
+        let mut below = bytes.clone();
+        encode_truncation(LogIndex(50), &mut below);
+        below.resize(4096, 0);
+        assert!(corruption_offset(scan(below, true)) > 64);
+        let mut older_term = bytes;
+        encode_batch(&entries(104, 104, 3), &mut older_term);
+        older_term.resize(4096, 0);
+        assert!(
+            corruption_offset(scan(older_term, true)) > 64,
+            "a replacement of an older term"
         );
     }
 
