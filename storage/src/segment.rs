@@ -276,7 +276,7 @@ pub fn scan_segment(
     path: &Path,
     data: &Bytes,
     last: bool,
-    mut entries: Option<&mut Vec<Entry>>,
+    entries: Option<&mut Vec<Entry>>,
 ) -> Result<SegmentScan, StorageError> {
     let corruption = |offset: usize, reason: String| StorageError::Corruption {
         path: PathBuf::from(path),
