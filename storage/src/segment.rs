@@ -288,7 +288,7 @@ pub fn scan_segment(
         positions: Vec::new(),
         first_index: header.first_index,
         expected: header.first_index,
-        entries: entries.as_deref_mut(),
+        entries,
     };
     let mut offset = SEGMENT_HEADER_SIZE_BYTES;
     loop {
