@@ -13,6 +13,7 @@ pub mod hard_state_file;
 pub mod log_storage;
 pub mod mem_log;
 pub mod segment;
+pub mod segment_log;
 
 pub use error::StorageError;
 pub use log_storage::LogStorage;
