@@ -47,3 +47,35 @@ pub trait LogStorage {
     /// that starts at one.
     fn term_at(&self, index: LogIndex) -> Option<Term>;
 }
+
+/// Checks that `entries` may be appended to a log holding `first_index..=last_index`:
+/// consecutive, starting no later than `last_index + 1` and not before `first_index`.
+///
+/// # Errors
+/// `NotContiguous`, naming the first index out of place.
+pub fn check_append(
+    entries: &[Entry],
+    first_index: LogIndex,
+    last_index: LogIndex,
+) -> Result<(), StorageError> {
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
+    let next = last_index.next();
+    if first.index > next || first.index < first_index {
+        return Err(StorageError::NotContiguous {
+            expected_at_most: next,
+            got: first.index,
+        });
+    }
+    for pair in entries.windows(2) {
+        if pair[1].index != pair[0].index.next() {
+            let expected_at_most = pair[0].index.next();
+            return Err(StorageError::NotContiguous {
+                expected_at_most,
+                got: pair[1].index,
+            });
+        }
+    }
+    Ok(())
+}

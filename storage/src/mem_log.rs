@@ -4,7 +4,7 @@
 use coracle_engine::{Entry, HardState, LogIndex, Term};
 
 use crate::error::StorageError;
-use crate::log_storage::LogStorage;
+use crate::log_storage::{check_append, LogStorage};
 
 /// Entries `first_index..=last_index`, consecutive, with the term of the entry before them.
 #[derive(Clone, Debug)]
@@ -54,21 +54,7 @@ impl LogStorage for MemLog {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let next = self.last_index().next();
-        if first.index > next || first.index < self.first_index {
-            return Err(StorageError::NotContiguous {
-                expected_at_most: next,
-                got: first.index,
-            });
-        }
-        for pair in entries.windows(2) {
-            if pair[1].index != pair[0].index.next() {
-                return Err(StorageError::NotContiguous {
-                    expected_at_most: pair[0].index.next(),
-                    got: pair[1].index,
-                });
-            }
-        }
+        check_append(entries, self.first_index, self.last_index())?;
         let keep = usize::try_from(first.index.0 - self.first_index.0).expect("fits");
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);

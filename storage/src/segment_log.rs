@@ -16,7 +16,7 @@ use glommio::io::{DmaFile, OpenOptions};
 use crate::device::warm_up_device;
 use crate::error::StorageError;
 use crate::hard_state_file;
-use crate::log_storage::LogStorage;
+use crate::log_storage::{check_append, LogStorage};
 use crate::segment::{
     encode_batch, encode_truncation, scan_segment, EntryPosition, SegmentHeader, TornTail,
     BATCH_HEADER_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES,
@@ -380,22 +380,8 @@ impl LogStorage for SegmentLog {
         let Some(first) = entries.first() else {
             return Ok(());
         };
+        check_append(entries, self.first_index, self.last_index())?;
         let next = self.last_index().next();
-        if first.index > next || first.index < self.first_index {
-            return Err(StorageError::NotContiguous {
-                expected_at_most: next,
-                got: first.index,
-            });
-        }
-        for pair in entries.windows(2) {
-            if pair[1].index != pair[0].index.next() {
-                let expected_at_most = pair[0].index.next();
-                return Err(StorageError::NotContiguous {
-                    expected_at_most,
-                    got: pair[1].index,
-                });
-            }
-        }
         if first.index < next {
             let result = self.truncate_after_inner(first.index.prev()).await;
             self.fail_stop(result)?;
