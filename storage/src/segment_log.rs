@@ -2,9 +2,9 @@
 //!
 //! Segments are preallocated and zeroed, then written append-only in batches (see
 //! `segment.rs`): each append is one batch, written over the partial last block (kept in
-//! memory) and synced with `fdatasync` before `append` returns. Truncation appends a record;
-//! segments past a truncation are deleted, and on open a segment that does not continue the
-//! one before it is a leftover of such a truncation and is deleted too.
+//! memory) and synced with `fdatasync` before `append` returns. Truncation deletes the
+//! segments past the cut, then appends a record to the segment that keeps it; on open, a
+//! segment that does not continue the one before it is a leftover and is deleted too.
 
 use std::path::{Path, PathBuf};
 
@@ -297,17 +297,22 @@ impl SegmentLog {
             self.segments[keep].first_index,
             self.segments[keep].last_index(),
         );
+        if index.next() == keeper_first && keep > 0 {
+            // The cut is at the end of the segment before: this one goes too.
+            return self.delete_segments_from(keep).await;
+        }
+        // Later segments go first, so that the truncation record below is always written to
+        // the last segment: torn by a crash, it is then a torn tail, not damage in a sealed
+        // segment that would refuse the next open.
+        self.delete_segments_from(keep + 1).await?;
         if index < keeper_last {
             let mut record = Vec::new();
             encode_truncation(index, &mut record);
             self.segment_write(keep, &record).await?;
             let kept = usize::try_from(index.0 + 1 - keeper_first.0).expect("fits");
             self.segments[keep].positions.truncate(kept);
-        } else if index.next() == keeper_first && keep > 0 {
-            // The cut is at the end of the segment before: this one goes too.
-            return self.delete_segments_from(keep).await;
         }
-        self.delete_segments_from(keep + 1).await
+        Ok(())
     }
 
     async fn delete_segments_from(&mut self, from: usize) -> Result<(), StorageError> {
