@@ -26,6 +26,8 @@ use crate::segment::{
 const BLOCK_SIZE_BYTES: u64 = 4096;
 /// Copycat's default segment size.
 pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
+/// Copycat's default (and largest) number of entries in one segment.
+pub const SEGMENT_ENTRIES_MAX: u32 = 1024 * 1024;
 const SEGMENT_FILE_SUFFIX: &str = ".segment";
 
 const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES as u64 <= BLOCK_SIZE_BYTES);
@@ -39,6 +41,22 @@ pub struct SegmentLogOptions {
     pub group: u64,
     /// Segments roll once an append would pass this size (a larger batch gets its own).
     pub segment_size_bytes: u64,
+    /// Segments roll once an append would pass this many entries (at most
+    /// [`SEGMENT_ENTRIES_MAX`]).
+    pub segment_entries_max: u32,
+}
+
+impl SegmentLogOptions {
+    /// Copycat's defaults (32 MiB and 1 Mi entries per segment) for `group` in `directory`.
+    #[must_use]
+    pub fn new(directory: impl Into<PathBuf>, group: u64) -> SegmentLogOptions {
+        SegmentLogOptions {
+            directory: directory.into(),
+            group,
+            segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            segment_entries_max: SEGMENT_ENTRIES_MAX,
+        }
+    }
 }
 
 /// What opening found.
@@ -622,9 +640,8 @@ mod tests {
 
     fn options(directory: &Path, segment_size_bytes: u64) -> SegmentLogOptions {
         SegmentLogOptions {
-            directory: directory.to_path_buf(),
-            group: 1,
             segment_size_bytes,
+            ..SegmentLogOptions::new(directory, 1)
         }
     }
 

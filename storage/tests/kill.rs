@@ -31,9 +31,8 @@ fn run<T: Send + 'static, F: std::future::Future<Output = T>>(
 
 fn options(directory: PathBuf) -> SegmentLogOptions {
     SegmentLogOptions {
-        directory,
-        group: 1,
         segment_size_bytes: 64 * 1024,
+        ..SegmentLogOptions::new(directory, 1)
     }
 }
 
