@@ -1,5 +1,6 @@
-//! Term and vote in a small file, replaced atomically: write a new file, fsync it, rename it
-//! over the old one, fsync the directory. A crash leaves the old state or the new one.
+//! Term and vote in a small file, replaced atomically ([`crate::atomic_file`]): write a new
+//! file, fsync it, rename it over the old one, fsync the directory. A crash leaves the old
+//! state or the new one.
 //!
 //! ```text
 //! offset size  field
@@ -10,28 +11,17 @@
 //!     25    4  CRC32C of bytes 0..25
 //! ```
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use coracle_engine::{HardState, ReplicaId, Term};
 
+use crate::atomic_file;
 use crate::error::StorageError;
 
 /// The file's name in a log's directory.
 pub const HARD_STATE_FILE_NAME: &str = "hard-state";
-const TEMPORARY_FILE_NAME: &str = "hard-state.tmp";
 const MAGIC: [u8; 8] = *b"coracleH";
 const SIZE_BYTES: usize = 29;
-
-fn io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let path = PathBuf::from(path);
-    move |source| StorageError::Io {
-        operation,
-        path,
-        source,
-    }
-}
 
 /// The encoding of `hard_state`.
 #[must_use]
@@ -84,55 +74,32 @@ pub fn decode(bytes: &[u8]) -> Result<HardState, (u64, String)> {
 /// # Errors
 /// I/O errors, or corruption naming the file and offset.
 pub fn load(directory: &Path) -> Result<HardState, StorageError> {
-    let path = directory.join(HARD_STATE_FILE_NAME);
-    let mut file = match File::open(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(HardState::default());
-        }
-        Err(error) => return Err(io("open", &path)(error)),
-    };
-    let mut bytes = Vec::with_capacity(SIZE_BYTES);
     // Never read more than a hard state can be, whatever the file's size.
-    (&mut file)
-        .take(SIZE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io("read", &path))?;
+    let Some(bytes) = atomic_file::load(directory, HARD_STATE_FILE_NAME, SIZE_BYTES as u64)? else {
+        return Ok(HardState::default());
+    };
     decode(&bytes).map_err(|(offset, reason)| StorageError::Corruption {
-        path,
+        path: directory.join(HARD_STATE_FILE_NAME),
         offset,
         reason,
     })
 }
 
-/// Stores `hard_state` in `directory` atomically and durably.
+/// Stores `hard_state` in `directory` atomically and durably (see [`atomic_file::replace`]).
 ///
 /// # Errors
 /// Any I/O error; the old state is then still the stored one (or the new one, if only the
 /// directory sync failed: callers must treat an error as fatal, not retry).
 pub fn save(directory: &Path, hard_state: HardState) -> Result<(), StorageError> {
-    let temporary = directory.join(TEMPORARY_FILE_NAME);
-    let path = directory.join(HARD_STATE_FILE_NAME);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temporary)
-        .map_err(io("create", &temporary))?;
-    file.write_all(&encode(hard_state))
-        .map_err(io("write", &temporary))?;
-    file.sync_all().map_err(io("sync", &temporary))?;
-    drop(file);
-    std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
-    File::open(directory)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io("sync directory", directory))?;
-    Ok(())
+    atomic_file::replace(directory, HARD_STATE_FILE_NAME, &encode(hard_state))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    const TEMPORARY_FILE_NAME: &str = "hard-state.tmp";
 
     fn scratch(name: &str) -> PathBuf {
         let directory =

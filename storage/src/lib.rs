@@ -5,15 +5,23 @@
 //! The segment log on glommio direct I/O is being built on the engine's entry format
 //! (`coracle_engine::entry_codec`).
 
+pub mod atomic_file;
 pub mod block_on;
+pub mod configuration_file;
 pub mod conformance;
 pub mod device;
 pub mod error;
+pub mod flush_job;
 pub mod hard_state_file;
+pub mod log_start_file;
 pub mod log_storage;
 pub mod mem_log;
+pub mod offset_index;
 pub mod segment;
+pub mod segment_file;
 pub mod segment_log;
+pub mod snapshot_store;
+pub mod tail_cache;
 
 pub use error::StorageError;
 pub use log_storage::LogStorage;

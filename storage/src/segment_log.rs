@@ -1,34 +1,46 @@
 //! The segment log: one Raft group's log in segment files written with glommio direct I/O.
 //!
+//! Writing is split in two so that a shard can group-commit. [`SegmentLog::stage`] takes
+//! entries at once (into the tail cache, readable immediately) and returns a ticket;
+//! [`SegmentLog::flush_begin`] plans one flush of everything staged — one batch per
+//! segment it touches, positions assigned — and hands back a [`FlushJob`] that owns the
+//! I/O. While that job writes and syncs, the log goes on staging the next batch; the next
+//! flush begins once the job is done. [`flush_all`] runs the flushes of many logs (a
+//! shard's groups) together, so each file gets one write and one `fdatasync` per round.
+//! The plain [`LogStorage::append`] is stage + flush + wait.
+//!
 //! Segments are preallocated and zeroed, then written append-only in batches (see
-//! `segment.rs`): each append is one batch, written over the partial last block (kept in
-//! memory) and synced with `fdatasync` before `append` returns. Truncation deletes the
-//! segments past the cut, then appends a record to the segment that keeps it; on open, a
-//! segment that does not continue the one before it is a leftover and is deleted too.
+//! `segment.rs`), and roll when the next batch would pass their size or entry bound.
+//! Truncation deletes the segments past the cut, then appends a record (or the replacing
+//! batch) to the segment that keeps it; on open, a segment that does not continue the one
+//! before it is a leftover and is deleted too. A prefix truncation deletes whole segments
+//! and stores the new first index in `log-start`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::rc::Rc;
 
-use bytes::Bytes;
-use coracle_engine::entry_codec::{decode_entry, encoded_size_bytes};
+use coracle_engine::entry_codec::encoded_size_bytes;
 use coracle_engine::{Entry, HardState, LogIndex, Term};
-use glommio::io::{DmaFile, OpenOptions};
 
 use crate::device::warm_up_device;
 use crate::error::StorageError;
-use crate::hard_state_file;
+use crate::flush_job::{FlushJob, FlushShared, SegmentCreate, SegmentWrite, StopUnlessDone};
 use crate::log_storage::{check_append, LogStorage};
+use crate::offset_index::OffsetIndex;
 use crate::segment::{
-    encode_batch, encode_truncation, scan_segment, EntryPosition, SegmentHeader, TornTail,
+    encode_batch, encode_truncation, EntryPosition, SegmentHeader, TornTail,
     BATCH_HEADER_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES,
 };
+use crate::segment_file::{
+    round_down, segment_ids, segment_path, std_io, sync_directory, SegmentFile, BLOCK_SIZE_BYTES,
+};
+use crate::tail_cache::{TailCache, TAIL_CACHE_ENTRIES_DEFAULT};
+use crate::{hard_state_file, log_start_file};
 
-/// Direct I/O works in whole blocks of this size.
-const BLOCK_SIZE_BYTES: u64 = 4096;
 /// Copycat's default segment size.
 pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
 /// Copycat's default (and largest) number of entries in one segment.
 pub const SEGMENT_ENTRIES_MAX: u32 = 1024 * 1024;
-const SEGMENT_FILE_SUFFIX: &str = ".segment";
 
 const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES as u64 <= BLOCK_SIZE_BYTES);
 
@@ -39,15 +51,20 @@ pub struct SegmentLogOptions {
     pub directory: PathBuf,
     /// The Raft group, written into every segment header.
     pub group: u64,
-    /// Segments roll once an append would pass this size (a larger batch gets its own).
+    /// Segments roll once a batch would pass this size (an entry larger than a segment
+    /// gets one of its own).
     pub segment_size_bytes: u64,
-    /// Segments roll once an append would pass this many entries (at most
+    /// Segments roll once a batch would pass this many entries (at most
     /// [`SEGMENT_ENTRIES_MAX`]).
     pub segment_entries_max: u32,
+    /// Durable entries kept in memory after they are written (SPEC §H1 entryBufferSize);
+    /// entries not yet durable are always kept.
+    pub tail_cache_entries: usize,
 }
 
 impl SegmentLogOptions {
-    /// Copycat's defaults (32 MiB and 1 Mi entries per segment) for `group` in `directory`.
+    /// Copycat's defaults (32 MiB and 1 Mi entries per segment, 1,024 cached entries) for
+    /// `group` in `directory`.
     #[must_use]
     pub fn new(directory: impl Into<PathBuf>, group: u64) -> SegmentLogOptions {
         SegmentLogOptions {
@@ -55,6 +72,7 @@ impl SegmentLogOptions {
             group,
             segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
             segment_entries_max: SEGMENT_ENTRIES_MAX,
+            tail_cache_entries: TAIL_CACHE_ENTRIES_DEFAULT,
         }
     }
 }
@@ -66,98 +84,77 @@ pub struct OpenReport {
     pub segments_count: usize,
     /// Entries found.
     pub entries_count: usize,
+    /// Bytes of segment files read and scanned.
+    pub bytes_scanned: u64,
     /// A torn last write that was dropped, with its file.
     pub torn: Option<(PathBuf, TornTail)>,
     /// Segments left behind by a truncation that a crash interrupted, now deleted.
     pub stale_segments_deleted: usize,
 }
 
-struct Segment {
-    id: u64,
-    path: PathBuf,
-    file: DmaFile,
-    first_index: LogIndex,
-    positions: Vec<EntryPosition>,
-    end_offset: u64,
-    /// The bytes of the partial block at the end of the data (`end_offset` rounded down).
-    tail: Vec<u8>,
-}
-
-impl Segment {
-    fn last_index(&self) -> LogIndex {
-        LogIndex(self.first_index.0 + self.positions.len() as u64 - 1)
-    }
-
-    fn position(&self, index: LogIndex) -> Option<&EntryPosition> {
-        let offset = index.0.checked_sub(self.first_index.0)?;
-        self.positions.get(usize::try_from(offset).ok()?)
-    }
-}
-
 /// One Raft group's durable log on glommio direct I/O. See the module documentation.
 pub struct SegmentLog {
     options: SegmentLogOptions,
-    segments: Vec<Segment>,
+    /// In log order; never empty. The last one takes new batches.
+    segments: Vec<SegmentFile>,
+    next_segment_id: u64,
+    /// The latest hard state staged (durable once its flush is).
     hard_state: HardState,
     /// Entries below this are no longer served (`truncate_before`).
     first_index: LogIndex,
-    stopped: bool,
+    cache: TailCache,
+    shared: Rc<FlushShared>,
+    /// The ticket of the latest stage.
+    ticket: u64,
+    plan: Plan,
 }
 
-fn io(
-    operation: &'static str,
-    path: &Path,
-) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError {
-    let path = PathBuf::from(path);
-    move |error| StorageError::Io {
-        operation,
-        path,
-        source: error.into(),
+/// What the next flush must write, gathered by stages since the last one began.
+#[derive(Default)]
+struct Plan {
+    /// The first staged entry not yet given a position (all later ones are in the cache).
+    entries_from: Option<LogIndex>,
+    /// The lowest cut below entries already written or being written.
+    truncated_after: Option<LogIndex>,
+    deletes: Vec<PathBuf>,
+    hard_state: bool,
+    log_start: Option<LogIndex>,
+}
+
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.entries_from.is_none()
+            && self.truncated_after.is_none()
+            && self.deletes.is_empty()
+            && !self.hard_state
+            && self.log_start.is_none()
     }
-}
-
-fn std_io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let path = PathBuf::from(path);
-    move |source| StorageError::Io {
-        operation,
-        path,
-        source,
-    }
-}
-
-fn round_down(offset: u64) -> u64 {
-    offset / BLOCK_SIZE_BYTES * BLOCK_SIZE_BYTES
-}
-
-fn round_up(offset: u64) -> u64 {
-    offset.div_ceil(BLOCK_SIZE_BYTES) * BLOCK_SIZE_BYTES
 }
 
 impl SegmentLog {
     /// Opens (or creates) the log in `options.directory`: warms up the device, reads the
-    /// hard state, scans every segment, drops a torn tail, deletes leftovers.
+    /// hard state and the log start, scans every segment, drops a torn tail, deletes
+    /// leftovers.
     ///
     /// # Errors
     /// I/O errors, and corruption with file and offset.
     pub async fn open(
         options: SegmentLogOptions,
     ) -> Result<(SegmentLog, OpenReport), StorageError> {
+        assert!(
+            options.segment_entries_max >= 1 && options.segment_entries_max <= SEGMENT_ENTRIES_MAX,
+            "segment_entries_max must be in 1..={SEGMENT_ENTRIES_MAX}"
+        );
         let directory = options.directory.clone();
         std::fs::create_dir_all(&directory).map_err(std_io("create directory", &directory))?;
         warm_up_device(&directory).await?;
         let hard_state = hard_state_file::load(&directory)?;
-        let mut ids = segment_ids(&directory)?;
-        ids.sort_unstable();
-        let mut log = SegmentLog {
-            options,
-            segments: Vec::new(),
-            hard_state,
-            first_index: LogIndex(1),
-            stopped: false,
-        };
+        let log_start = log_start_file::load(&directory)?;
+        let ids = segment_ids(&directory)?;
         let mut report = OpenReport::default();
+        let mut segments: Vec<SegmentFile> = Vec::new();
         let count = ids.len();
-        for (position, id) in ids.into_iter().enumerate() {
+        for (position, &id) in ids.iter().enumerate() {
             let path = segment_path(&directory, id);
             if report.stale_segments_deleted > 0 {
                 // Everything after a leftover segment is a leftover too.
@@ -165,252 +162,426 @@ impl SegmentLog {
                 report.stale_segments_deleted += 1;
                 continue;
             }
-            let segment = open_segment(&path, id, position + 1 == count, &mut report).await?;
-            let continues = log
-                .segments
+            let (segment, torn) = SegmentFile::open(&path, id, position + 1 == count).await?;
+            report.bytes_scanned += segment.end_offset;
+            if let Some(torn) = torn {
+                report.torn = Some((path.clone(), torn));
+            }
+            let continues = segments
                 .last()
-                .is_none_or(|previous| segment.first_index == previous.last_index().next());
+                .is_none_or(|previous| segment.first_index() == previous.last_index().next());
             if !continues {
                 // A truncation cut the log below this segment and a crash came before the
                 // segment's deletion was durable: it is not part of the log.
-                segment.file.close().await.map_err(io("close", &path))?;
+                drop(segment);
                 std::fs::remove_file(&path).map_err(std_io("remove", &path))?;
                 report.stale_segments_deleted += 1;
                 continue;
             }
-            log.segments.push(segment);
+            segments.push(segment);
         }
         if report.stale_segments_deleted > 0 {
             sync_directory(&directory)?;
         }
+        let next_segment_id = ids.last().map_or(1, |last| last + 1);
+        let mut log = SegmentLog {
+            cache: TailCache::new(options.tail_cache_entries),
+            options,
+            segments,
+            next_segment_id,
+            hard_state,
+            first_index: LogIndex(1),
+            shared: FlushShared::new(),
+            ticket: 0,
+            plan: Plan::default(),
+        };
         if log.segments.is_empty() {
-            log.segment_create(LogIndex(1)).await?;
+            // Created on disk by the first flush that writes to it.
+            let segment = log.segment_plan(log_start.unwrap_or(LogIndex(1)));
+            log.segments.push(segment);
         }
-        log.first_index = log.segments[0].first_index;
+        let held_from = log.segments[0].first_index();
+        // A prefix truncation kept the segment holding its cut: hide what it dropped.
+        log.first_index = log_start
+            .unwrap_or(held_from)
+            .max(held_from)
+            .min(log.last_index().next());
         report.segments_count = log.segments.len();
-        report.entries_count = log
-            .segments
-            .iter()
-            .map(|segment| segment.positions.len())
-            .sum();
+        report.entries_count = log.segments.iter().map(|s| s.index.len()).sum();
         Ok((log, report))
     }
 
-    async fn segment_create(&mut self, first_index: LogIndex) -> Result<(), StorageError> {
-        let id = self.segments.last().map_or(1, |segment| segment.id + 1);
-        let path = segment_path(&self.options.directory, id);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .dma_open(&path)
-            .await
-            .map_err(io("create", &path))?;
-        file.pre_allocate(self.options.segment_size_bytes, false)
-            .await
-            .map_err(io("preallocate", &path))?;
+    /// The options the log was opened with.
+    #[must_use]
+    pub fn options(&self) -> &SegmentLogOptions {
+        &self.options
+    }
+
+    /// Takes `entries` into the log at once — readable, and replacing a conflicting suffix
+    /// if they start at or below the last index — and returns the ticket that says when
+    /// they are durable ([`SegmentLog::is_durable`]). Nothing is written until a flush.
+    ///
+    /// # Errors
+    /// `Stopped` after an I/O error; `NotContiguous` if the entries leave a hole.
+    pub fn stage(&mut self, entries: &[Entry]) -> Result<u64, StorageError> {
+        self.check_running()?;
+        let Some(first) = entries.first() else {
+            return Ok(self.ticket);
+        };
+        check_append(entries, self.first_index, self.last_index())?;
+        if first.index <= self.last_index() {
+            self.cut(first.index.prev());
+        }
+        self.ticket += 1;
+        self.cache.stage(entries, self.ticket);
+        self.plan.entries_from = Some(
+            self.plan
+                .entries_from
+                .map_or(first.index, |from| from.min(first.index)),
+        );
+        self.cache.trim(self.shared.durable_ticket.get());
+        Ok(self.ticket)
+    }
+
+    /// Stages a new hard state (term, vote), stored atomically by the next flush.
+    ///
+    /// # Errors
+    /// `Stopped` after an I/O error.
+    pub fn stage_hard_state(&mut self, hard_state: HardState) -> Result<u64, StorageError> {
+        self.check_running()?;
+        self.hard_state = hard_state;
+        self.plan.hard_state = true;
+        self.ticket += 1;
+        Ok(self.ticket)
+    }
+
+    /// Stages dropping every entry above `index` (durable after the next flush).
+    ///
+    /// # Errors
+    /// `Stopped` after an I/O error; `OutOfRange` below the first index.
+    pub fn stage_truncate_after(&mut self, index: LogIndex) -> Result<u64, StorageError> {
+        self.check_running()?;
+        if index < self.first_index.prev() {
+            return Err(StorageError::OutOfRange { index });
+        }
+        if index < self.last_index() {
+            self.cut(index);
+            self.ticket += 1;
+        }
+        Ok(self.ticket)
+    }
+
+    /// Stages dropping every entry below `index` (covered by a snapshot): whole segments
+    /// are deleted, the rest hidden, and the new first index stored by the next flush. The
+    /// entry just below `index` stays, for its term.
+    ///
+    /// # Errors
+    /// `Stopped` after an I/O error; `OutOfRange` if the log does not hold `index - 1`.
+    pub fn stage_truncate_before(&mut self, index: LogIndex) -> Result<u64, StorageError> {
+        self.check_running()?;
+        if index <= self.first_index {
+            return Ok(self.ticket);
+        }
+        if self.term_at(index.prev()).is_none() {
+            return Err(StorageError::OutOfRange {
+                index: index.prev(),
+            });
+        }
+        self.first_index = index;
+        // The cache keeps what it holds: entries not yet written must still be written
+        // (the flush writes whatever follows the last planned entry), and reads never go
+        // below `first_index` anyway.
+        // A segment goes once the next one starts at or below the entry that must stay.
+        while self.segments.len() > 1 && self.segments[1].first_index() <= index.prev() {
+            let segment = self.segments.remove(0);
+            self.plan.deletes.push(segment.path);
+        }
+        self.plan.log_start = Some(index);
+        self.ticket += 1;
+        Ok(self.ticket)
+    }
+
+    /// Whether everything staged up to `ticket` is durable.
+    #[must_use]
+    pub fn is_durable(&self, ticket: u64) -> bool {
+        ticket <= self.shared.durable_ticket.get()
+    }
+
+    /// The highest ticket that is durable.
+    #[must_use]
+    pub fn durable_ticket(&self) -> u64 {
+        self.shared.durable_ticket.get()
+    }
+
+    /// Whether a flush is running.
+    #[must_use]
+    pub fn is_flushing(&self) -> bool {
+        self.shared.permit.available() == 0
+    }
+
+    /// Plans a flush of everything staged, if there is something and no flush is running:
+    /// assigns positions, encodes one batch per segment, and returns the job that writes
+    /// them. Staging may go on while the job runs.
+    pub fn flush_begin(&mut self) -> Option<FlushJob> {
+        if self.shared.stopped.get() {
+            return None;
+        }
+        let permit = self.shared.permit.try_acquire_static_permit(1).ok()?;
+        self.plan_flush(permit)
+    }
+
+    /// Flushes until everything staged up to `ticket` is durable, waiting for a flush that
+    /// is already running.
+    ///
+    /// # Errors
+    /// `Stopped`, or the I/O error that stopped the log.
+    pub async fn flush_through(&mut self, ticket: u64) -> Result<(), StorageError> {
+        while !self.is_durable(ticket) {
+            self.check_running()?;
+            let permit = self
+                .shared
+                .permit
+                .acquire_static_permit(1)
+                .await
+                .map_err(|_| StorageError::Stopped)?;
+            if self.is_durable(ticket) {
+                break;
+            }
+            self.check_running()?;
+            if let Some(job) = self.plan_flush(permit) {
+                job.run().await?;
+            }
+        }
+        self.cache.trim(self.shared.durable_ticket.get());
+        Ok(())
+    }
+
+    /// Flushes everything staged so far and waits until it is durable.
+    ///
+    /// # Errors
+    /// `Stopped`, or the I/O error that stopped the log.
+    pub async fn flush(&mut self) -> Result<(), StorageError> {
+        self.flush_through(self.ticket).await
+    }
+
+    fn check_running(&self) -> Result<(), StorageError> {
+        if self.shared.stopped.get() {
+            return Err(StorageError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// A new segment starting at `first_index`, in memory only: the flush that first
+    /// writes to it creates its file.
+    fn segment_plan(&mut self, first_index: LogIndex) -> SegmentFile {
+        let id = self.next_segment_id;
+        self.next_segment_id += 1;
         let header = SegmentHeader {
             group: self.options.group,
             segment_id: id,
             first_index,
             rewrite_version: 0,
             created_ms: 0,
-        }
-        .encode();
-        let mut block = file.alloc_dma_buffer(BLOCK_SIZE_BYTES as usize);
-        block.as_bytes_mut().fill(0);
-        block.as_bytes_mut()[..SEGMENT_HEADER_SIZE_BYTES].copy_from_slice(&header);
-        file.write_at(block, 0)
-            .await
-            .map_err(io("write header", &path))?;
-        file.fdatasync().await.map_err(io("sync", &path))?;
-        sync_directory(&self.options.directory)?;
-        self.segments.push(Segment {
+        };
+        SegmentFile {
             id,
-            path,
-            file,
-            first_index,
-            positions: Vec::new(),
+            path: segment_path(&self.options.directory, id),
+            file: Rc::default(),
+            index: OffsetIndex::new(first_index, Vec::new()),
             end_offset: SEGMENT_HEADER_SIZE_BYTES as u64,
-            tail: header.to_vec(),
-        });
-        Ok(())
+            tail: header.encode().to_vec(),
+            header,
+        }
     }
 
-    /// Writes `bytes` (whole batches) after the data of segment `which` and syncs.
-    async fn segment_write(&mut self, which: usize, bytes: &[u8]) -> Result<u64, StorageError> {
-        let segment = &mut self.segments[which];
-        let start = segment.end_offset;
-        let aligned = round_down(start);
-        assert_eq!(
-            segment.tail.len() as u64,
-            start - aligned,
-            "the tail is the partial block"
-        );
-        let end = start + bytes.len() as u64;
-        let length = usize::try_from(round_up(end) - aligned).expect("bounded by the batch");
-        let mut buffer = segment.file.alloc_dma_buffer(length);
-        let data = buffer.as_bytes_mut();
-        data.fill(0);
-        data[..segment.tail.len()].copy_from_slice(&segment.tail);
-        data[segment.tail.len()..segment.tail.len() + bytes.len()].copy_from_slice(bytes);
-        let new_tail_start = usize::try_from(round_down(end) - aligned).expect("small");
-        let new_tail =
-            data[new_tail_start..usize::try_from(end - aligned).expect("small")].to_vec();
-        let path = segment.path.clone();
-        segment
-            .file
-            .write_at(buffer, aligned)
-            .await
-            .map_err(io("write", &path))?;
-        segment.file.fdatasync().await.map_err(io("sync", &path))?;
-        segment.end_offset = end;
-        segment.tail = new_tail;
-        Ok(start)
+    /// Drops every entry above `index` (at or above `first_index - 1`, below the last).
+    fn cut(&mut self, index: LogIndex) {
+        self.cache.truncate_after(index);
+        while self.segments.len() > 1
+            && self
+                .segments
+                .last()
+                .is_some_and(|last| last.first_index() > index)
+        {
+            let segment = self.segments.pop().expect("more than one");
+            self.plan.deletes.push(segment.path);
+            // A cut still to be recorded was in the last segment: it goes with it.
+            self.plan.truncated_after = None;
+        }
+        let keeper = self.segments.last_mut().expect("never empty");
+        if keeper.last_index() > index {
+            // Written (or being written): the next flush records the cut in this segment.
+            keeper.index.truncate_after(index);
+            self.plan.truncated_after = Some(
+                self.plan
+                    .truncated_after
+                    .map_or(index, |cut| cut.min(index)),
+            );
+        }
     }
 
-    fn fail_stop<T>(&mut self, result: Result<T, StorageError>) -> Result<T, StorageError> {
-        if matches!(result, Err(StorageError::Io { .. })) {
-            self.stopped = true;
+    fn plan_flush(&mut self, permit: glommio::sync::StaticPermit) -> Option<FlushJob> {
+        if self.plan.is_empty() {
+            // Whatever was staged has been flushed or cut away again.
+            self.shared.durable_ticket.set(self.ticket);
+            self.cache.trim(self.ticket);
+            return None;
         }
-        result
-    }
-
-    fn segment_of(&self, index: LogIndex) -> Option<usize> {
-        let position = self
-            .segments
-            .partition_point(|segment| segment.first_index <= index);
-        position.checked_sub(1)
-    }
-
-    async fn append_batch(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        let mut bytes = Vec::new();
-        encode_batch(entries, &mut bytes);
-        let active = self.segments.len() - 1;
-        let full =
-            self.segments[active].end_offset + bytes.len() as u64 > self.options.segment_size_bytes;
-        if full && !self.segments[active].positions.is_empty() {
-            self.segment_create(entries[0].index).await?;
-        }
-        let active = self.segments.len() - 1;
-        let start = self.segment_write(active, &bytes).await?;
-        let mut offset = start + BATCH_HEADER_SIZE_BYTES as u64;
-        for entry in entries {
-            let size = encoded_size_bytes(entry);
-            self.segments[active].positions.push(EntryPosition {
-                index: entry.index,
-                term: entry.term,
-                offset,
-                size_bytes: u32::try_from(size).expect("entries are bounded"),
-            });
-            offset += size as u64;
-        }
-        Ok(())
-    }
-
-    async fn truncate_after_inner(&mut self, index: LogIndex) -> Result<(), StorageError> {
-        // The segment that keeps `index` as its last entry (or holds nothing above it).
-        let keep = self.segment_of(index.next()).unwrap_or(0);
-        let (keeper_first, keeper_last) = (
-            self.segments[keep].first_index,
-            self.segments[keep].last_index(),
-        );
-        if index.next() == keeper_first && keep > 0 {
-            // The cut is at the end of the segment before: this one goes too.
-            return self.delete_segments_from(keep).await;
-        }
-        // Later segments go first, so that the truncation record below is always written to
-        // the last segment: torn by a crash, it is then a torn tail, not damage in a sealed
-        // segment that would refuse the next open.
-        self.delete_segments_from(keep + 1).await?;
-        if index < keeper_last {
-            let mut record = Vec::new();
-            encode_truncation(index, &mut record);
-            self.segment_write(keep, &record).await?;
-            let kept = usize::try_from(index.0 + 1 - keeper_first.0).expect("fits");
-            self.segments[keep].positions.truncate(kept);
-        }
-        Ok(())
-    }
-
-    async fn delete_segments_from(&mut self, from: usize) -> Result<(), StorageError> {
-        if from >= self.segments.len() {
-            return Ok(());
-        }
-        while self.segments.len() > from {
-            let segment = self.segments.pop().expect("checked");
-            segment
-                .file
-                .close()
-                .await
-                .map_err(io("close", &segment.path))?;
-            std::fs::remove_file(&segment.path).map_err(std_io("remove", &segment.path))?;
-        }
-        sync_directory(&self.options.directory)
-    }
-
-    async fn read_segment_range(
-        &self,
-        which: usize,
-        start: LogIndex,
-        end: LogIndex,
-        into: &mut Vec<Entry>,
-    ) -> Result<(), StorageError> {
-        let segment = &self.segments[which];
-        let first = *segment
-            .position(start)
-            .ok_or(StorageError::OutOfRange { index: start })?;
-        let last = *segment
-            .position(end.prev())
-            .ok_or(StorageError::OutOfRange { index: end.prev() })?;
-        let aligned = round_down(first.offset);
-        let length = round_up(last.offset + u64::from(last.size_bytes)) - aligned;
-        let read = segment
-            .file
-            .read_at_aligned(aligned, usize::try_from(length).expect("bounded"))
-            .await
-            .map_err(io("read", &segment.path))?;
-        let bytes = Bytes::copy_from_slice(&read);
-        let mut index = start;
-        while index < end {
-            let position = segment.position(index).expect("checked above");
-            let at = usize::try_from(position.offset - aligned).expect("small");
-            let corruption = |reason: String| StorageError::Corruption {
-                path: segment.path.clone(),
-                offset: position.offset,
-                reason,
-            };
-            let (entry, _) =
-                decode_entry(&bytes, at).map_err(|error| corruption(error.to_string()))?;
-            if entry.index != index {
-                return Err(corruption(format!(
-                    "entry {} where {index} was expected",
-                    entry.index
-                )));
+        let plan = std::mem::take(&mut self.plan);
+        let last = self.last_index();
+        let pending: Vec<Entry> = match plan.entries_from {
+            Some(from) if from <= last => self.cache.since(from).cloned().collect(),
+            _ => Vec::new(),
+        };
+        let mut writes = Vec::new();
+        let mut truncated_after = plan.truncated_after;
+        let mut remaining = &pending[..];
+        loop {
+            let segment = self.segments.last().expect("never empty");
+            let taken = self.entries_fitting(segment, remaining);
+            if let Some(cut) = truncated_after {
+                let replaces = taken > 0 && remaining[0].index == cut.next();
+                if !replaces {
+                    // Nothing for this segment starts right after the cut: write the cut.
+                    let mut record = Vec::new();
+                    encode_truncation(cut, &mut record);
+                    let segment = self.segments.last_mut().expect("never empty");
+                    writes.push(segment_write(segment, &record, &[], &self.options));
+                }
+                truncated_after = None;
             }
-            into.push(entry);
-            index = index.next();
+            if remaining.is_empty() {
+                break;
+            }
+            if taken == 0 {
+                let segment = self.segment_plan(remaining[0].index);
+                self.segments.push(segment);
+                continue;
+            }
+            let mut batch = Vec::new();
+            encode_batch(&remaining[..taken], &mut batch);
+            let segment = self.segments.last_mut().expect("never empty");
+            writes.push(segment_write(
+                segment,
+                &batch,
+                &remaining[..taken],
+                &self.options,
+            ));
+            remaining = &remaining[taken..];
         }
-        Ok(())
+        Some(FlushJob {
+            guard: StopUnlessDone {
+                shared: Rc::clone(&self.shared),
+                done: false,
+            },
+            shared: Rc::clone(&self.shared),
+            permit,
+            ticket: self.ticket,
+            directory: self.options.directory.clone(),
+            deletes: plan.deletes,
+            writes,
+            hard_state: plan.hard_state.then_some(self.hard_state),
+            log_start: plan.log_start,
+        })
     }
+
+    /// How many of `entries` the segment takes in one batch: as many as fit its size and
+    /// count bounds, and at least one if it holds none (an entry larger than a segment).
+    fn entries_fitting(&self, segment: &SegmentFile, entries: &[Entry]) -> usize {
+        let room_count =
+            (self.options.segment_entries_max as usize).saturating_sub(segment.index.len());
+        let mut end = segment.end_offset + BATCH_HEADER_SIZE_BYTES as u64;
+        let mut taken = 0;
+        for entry in entries.iter().take(room_count) {
+            end += encoded_size_bytes(entry) as u64;
+            if end > self.options.segment_size_bytes {
+                break;
+            }
+            taken += 1;
+        }
+        if taken == 0 && segment.index.is_empty() && !entries.is_empty() {
+            return 1;
+        }
+        taken
+    }
+}
+
+/// Plans writing `batch` (holding `entries`, possibly none for a truncation record) after
+/// the data of `segment`: updates where its entries are and where it ends.
+fn segment_write(
+    segment: &mut SegmentFile,
+    batch: &[u8],
+    entries: &[Entry],
+    options: &SegmentLogOptions,
+) -> SegmentWrite {
+    let start = segment.end_offset;
+    let aligned = round_down(start);
+    assert_eq!(
+        segment.tail.len() as u64,
+        start - aligned,
+        "the tail is the partial block"
+    );
+    let mut bytes = Vec::with_capacity(segment.tail.len() + batch.len());
+    bytes.extend_from_slice(&segment.tail);
+    bytes.extend_from_slice(batch);
+    let mut offset = start + BATCH_HEADER_SIZE_BYTES as u64;
+    for entry in entries {
+        let size = encoded_size_bytes(entry);
+        segment.index.push(EntryPosition {
+            index: entry.index,
+            term: entry.term,
+            offset,
+            size_bytes: u32::try_from(size).expect("entries are bounded"),
+        });
+        offset += size as u64;
+    }
+    let end = start + batch.len() as u64;
+    let tail_from = usize::try_from(round_down(end) - aligned).expect("bounded by the batch");
+    segment.tail = bytes[tail_from..].to_vec();
+    segment.end_offset = end;
+    let create = segment.file.get().is_none().then(|| SegmentCreate {
+        header: segment.header.encode(),
+        preallocate_bytes: options.segment_size_bytes,
+    });
+    SegmentWrite {
+        path: segment.path.clone(),
+        file: Rc::clone(&segment.file),
+        create,
+        offset: aligned,
+        bytes,
+    }
+}
+
+/// Flushes every log that has something staged, together: the writes and syncs of all of
+/// them are in flight at once (one write and one `fdatasync` per file), which is how the
+/// groups of one shard share the disk. Logs with a flush already running are skipped.
+///
+/// # Errors
+/// The first error; the logs that failed are stopped.
+pub async fn flush_all(logs: &mut [&mut SegmentLog]) -> Result<(), StorageError> {
+    let tasks: Vec<_> = logs
+        .iter_mut()
+        .filter_map(|log| log.flush_begin())
+        .map(|job| glommio::spawn_local(job.run()))
+        .collect();
+    let mut result = Ok(());
+    for task in tasks {
+        if let Err(error) = task.await {
+            if result.is_ok() {
+                result = Err(error);
+            }
+        }
+    }
+    for log in logs.iter_mut() {
+        log.cache.trim(log.shared.durable_ticket.get());
+    }
+    result
 }
 
 impl LogStorage for SegmentLog {
     async fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        if self.stopped {
-            return Err(StorageError::Stopped);
-        }
-        let Some(first) = entries.first() else {
-            return Ok(());
-        };
-        check_append(entries, self.first_index, self.last_index())?;
-        let next = self.last_index().next();
-        if first.index < next {
-            let result = self.truncate_after_inner(first.index.prev()).await;
-            self.fail_stop(result)?;
-        }
-        let result = self.append_batch(entries).await;
-        self.fail_stop(result)
+        let ticket = self.stage(entries)?;
+        self.flush_through(ticket).await
     }
 
     async fn read(
@@ -419,64 +590,44 @@ impl LogStorage for SegmentLog {
         end: LogIndex,
         into: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
-        if self.stopped {
-            return Err(StorageError::Stopped);
-        }
+        self.check_running()?;
         if start < self.first_index {
             return Err(StorageError::OutOfRange { index: start });
         }
-        let mut index = start;
-        while index < end {
-            let which = self
-                .segment_of(index)
-                .ok_or(StorageError::OutOfRange { index })?;
-            let segment = &self.segments[which];
-            if index > segment.last_index() {
-                return Err(StorageError::OutOfRange { index });
+        if end > self.last_index().next() {
+            let index = self.last_index().next().max(start);
+            return Err(StorageError::OutOfRange { index });
+        }
+        let cached_from = self.cache.first_index().unwrap_or(end).max(start);
+        let disk_end = end.min(cached_from);
+        if start < disk_end {
+            let first = self.segment_of(start).expect("start is held");
+            for segment in &self.segments[first..] {
+                if segment.first_index() >= disk_end {
+                    break;
+                }
+                segment.read(start, disk_end, into).await?;
             }
-            let until = end.min(segment.last_index().next());
-            self.read_segment_range(which, index, until, into).await?;
-            index = until;
+        }
+        if cached_from < end {
+            self.cache.read(cached_from, end, into);
         }
         Ok(())
     }
 
     async fn truncate_after(&mut self, index: LogIndex) -> Result<(), StorageError> {
-        if self.stopped {
-            return Err(StorageError::Stopped);
-        }
-        if index < self.first_index.prev() {
-            return Err(StorageError::OutOfRange { index });
-        }
-        if index >= self.last_index() {
-            return Ok(());
-        }
-        let result = self.truncate_after_inner(index).await;
-        self.fail_stop(result)
+        let ticket = self.stage_truncate_after(index)?;
+        self.flush_through(ticket).await
     }
 
     async fn truncate_before(&mut self, index: LogIndex) -> Result<(), StorageError> {
-        if index <= self.first_index {
-            return Ok(());
-        }
-        if self.term_at(index.prev()).is_none() {
-            return Err(StorageError::OutOfRange {
-                index: index.prev(),
-            });
-        }
-        // Entries below are no longer served; whole segments go with compaction (issue #4).
-        self.first_index = index;
-        Ok(())
+        let ticket = self.stage_truncate_before(index)?;
+        self.flush_through(ticket).await
     }
 
     async fn hard_state_save(&mut self, hard_state: HardState) -> Result<(), StorageError> {
-        if self.stopped {
-            return Err(StorageError::Stopped);
-        }
-        let result = hard_state_file::save(&self.options.directory, hard_state);
-        self.fail_stop(result)?;
-        self.hard_state = hard_state;
-        Ok(())
+        let ticket = self.stage_hard_state(hard_state)?;
+        self.flush_through(ticket).await
     }
 
     fn hard_state(&self) -> HardState {
@@ -488,129 +639,44 @@ impl LogStorage for SegmentLog {
     }
 
     fn last_index(&self) -> LogIndex {
-        self.segments
-            .last()
-            .map_or(self.first_index.prev(), Segment::last_index)
+        self.cache.last_index().unwrap_or_else(|| {
+            self.segments
+                .last()
+                .expect("never empty")
+                .last_index()
+                .max(self.first_index.prev())
+        })
     }
 
     fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index < self.first_index.prev() {
+        if index < self.first_index.prev() || index > self.last_index() {
             return None;
         }
         if index == LogIndex::ZERO {
             return Some(Term::ZERO);
         }
-        let segment = &self.segments[self.segment_of(index)?];
-        segment.position(index).map(|position| position.term)
-    }
-}
-
-async fn open_segment(
-    path: &Path,
-    id: u64,
-    last: bool,
-    report: &mut OpenReport,
-) -> Result<Segment, StorageError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .dma_open(path)
-        .await
-        .map_err(io("open", path))?;
-    let size = file.file_size().await.map_err(io("size", path))?;
-    let read = file
-        .read_at_aligned(
-            0,
-            usize::try_from(round_up(size)).expect("segments fit in memory"),
-        )
-        .await
-        .map_err(io("read", path))?;
-    let length = read.len().min(usize::try_from(size).expect("fits"));
-    let data = Bytes::copy_from_slice(&read[..length]);
-    let scan = scan_segment(path, &data, last, None)?;
-    let end = usize::try_from(scan.end_offset).expect("fits");
-    let tail_start = usize::try_from(round_down(scan.end_offset)).expect("fits");
-    let tail = data[tail_start..end].to_vec();
-    let segment = Segment {
-        id,
-        path: PathBuf::from(path),
-        file,
-        first_index: scan.header.first_index,
-        positions: scan.positions,
-        end_offset: scan.end_offset,
-        tail,
-    };
-    if let Some(torn) = scan.torn {
-        // Zero what the torn write left, so that only zeroes follow the data again.
-        segment.zero_after_data(torn.dropped_bytes).await?;
-        report.torn = Some((PathBuf::from(path), torn));
-    }
-    Ok(segment)
-}
-
-impl Segment {
-    /// Overwrites `length` bytes after the data with zeroes (keeping the data's tail).
-    async fn zero_after_data(&self, length: u64) -> Result<(), StorageError> {
-        let aligned = round_down(self.end_offset);
-        let end = self.end_offset + length;
-        let length = usize::try_from(round_up(end) - aligned).expect("bounded");
-        let mut buffer = self.file.alloc_dma_buffer(length);
-        let data = buffer.as_bytes_mut();
-        data.fill(0);
-        data[..self.tail.len()].copy_from_slice(&self.tail);
-        self.file
-            .write_at(buffer, aligned)
-            .await
-            .map_err(io("zero torn tail", &self.path))?;
-        self.file
-            .fdatasync()
-            .await
-            .map_err(io("sync", &self.path))?;
-        Ok(())
-    }
-}
-
-fn segment_path(directory: &Path, id: u64) -> PathBuf {
-    directory.join(format!("{id:016x}{SEGMENT_FILE_SUFFIX}"))
-}
-
-fn segment_ids(directory: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut ids = Vec::new();
-    let listing = std::fs::read_dir(directory).map_err(std_io("list", directory))?;
-    for item in listing {
-        let item = item.map_err(std_io("list", directory))?;
-        let name = item.file_name();
-        let Some(stem) = name
-            .to_str()
-            .and_then(|name| name.strip_suffix(SEGMENT_FILE_SUFFIX))
-        else {
-            continue;
-        };
-        match u64::from_str_radix(stem, 16) {
-            Ok(id) => ids.push(id),
-            Err(_) => {
-                return Err(StorageError::Corruption {
-                    path: item.path(),
-                    offset: 0,
-                    reason: "a segment file name that is not a segment id".into(),
-                })
-            }
+        if let Some(term) = self.cache.term_at(index) {
+            return Some(term);
         }
+        self.segments[self.segment_of(index)?].index.term_at(index)
     }
-    Ok(ids)
-}
-
-fn sync_directory(directory: &Path) -> Result<(), StorageError> {
-    std::fs::File::open(directory)
-        .and_then(|directory| directory.sync_all())
-        .map_err(std_io("sync directory", directory))
 }
 
 impl SegmentLog {
-    /// The options the log was opened with.
+    /// For tests and debugging: each segment's id, first index and last index.
     #[must_use]
-    pub fn options(&self) -> &SegmentLogOptions {
-        &self.options
+    pub fn debug_segments(&self) -> Vec<(u64, LogIndex, LogIndex)> {
+        self.segments
+            .iter()
+            .map(|segment| (segment.id, segment.first_index(), segment.last_index()))
+            .collect()
+    }
+
+    fn segment_of(&self, index: LogIndex) -> Option<usize> {
+        let position = self
+            .segments
+            .partition_point(|segment| segment.first_index() <= index);
+        position.checked_sub(1)
     }
 }
 
@@ -619,6 +685,7 @@ mod tests {
     use super::*;
     use crate::conformance::{self, entries};
     use glommio::{LocalExecutorBuilder, Placement};
+    use std::path::Path;
 
     /// Locked memory is 8 MiB here and glommio registers io_memory three times per executor.
     const TEST_IO_MEMORY_BYTES: usize = 512 * 1024;
@@ -683,7 +750,8 @@ mod tests {
             log.append(&entries(1, 5, 1)).await.expect("append");
             log.append(&entries(6, 8, 1)).await.expect("append");
             let segment = log.segments[0].path.clone();
-            let last_batch = log.segments[0].positions[5].offset - BATCH_HEADER_SIZE_BYTES as u64;
+            let last_batch =
+                log.segments[0].index.positions()[5].offset - BATCH_HEADER_SIZE_BYTES as u64;
             drop(log);
             // Tear the last write: its first bytes never reached the disk.
             let mut bytes = std::fs::read(&segment).expect("read");
@@ -725,7 +793,7 @@ mod tests {
                     .expect("append");
             }
             let segment = log.segments[0].path.clone();
-            let victim = log.segments[0].positions[10].offset + 12;
+            let victim = log.segments[0].index.positions()[10].offset + 12;
             drop(log);
             let mut bytes = std::fs::read(&segment).expect("read");
             bytes[usize::try_from(victim).expect("small")] ^= 0x08;
