@@ -36,6 +36,12 @@ pub enum StorageError {
         /// The index it got.
         got: LogIndex,
     },
+    /// A request the log refuses as asked (for example compacting the segment that takes
+    /// appends); nothing was changed.
+    Refused {
+        /// Why.
+        reason: String,
+    },
     /// A read asked for entries the log does not hold (compacted, or never written).
     OutOfRange {
         /// The first index asked for that is missing.
@@ -75,6 +81,7 @@ impl std::fmt::Display for StorageError {
                 )
             }
             StorageError::OutOfRange { index } => write!(f, "entry {index} is not in the log"),
+            StorageError::Refused { reason } => write!(f, "refused: {reason}"),
         }
     }
 }

@@ -22,6 +22,8 @@ pub mod segment_file;
 pub mod segment_log;
 pub mod snapshot_store;
 pub mod tail_cache;
+#[cfg(test)]
+mod test_support;
 
 pub use error::StorageError;
 pub use log_storage::LogStorage;

@@ -288,6 +288,7 @@ pub fn scan_segment(
         positions: Vec::new(),
         first_index: header.first_index,
         expected: header.first_index,
+        rewritten: header.rewrite_version > 0,
         entries,
     };
     let mut offset = SEGMENT_HEADER_SIZE_BYTES;
@@ -348,6 +349,8 @@ struct ScanState<'a> {
     first_index: LogIndex,
     /// The index the next entry takes if it extends the log.
     expected: LogIndex,
+    /// Written by compaction (rewrite version above zero): entries may skip indexes.
+    rewritten: bool,
     entries: Option<&'a mut Vec<Entry>>,
 }
 
@@ -355,7 +358,10 @@ impl ScanState<'_> {
     /// Keeps entries through `index`.
     fn truncate_after(&mut self, index: LogIndex) {
         assert!(index >= self.first_index.prev() && index < self.expected);
-        let keep = usize::try_from(index.0 + 1 - self.first_index.0).expect("fits");
+        // By search, not by arithmetic: a rewritten segment has holes.
+        let keep = self
+            .positions
+            .partition_point(|position| position.index <= index);
         self.positions.truncate(keep);
         if let Some(entries) = self.entries.as_deref_mut() {
             entries.truncate(keep);
@@ -400,6 +406,10 @@ impl ScanState<'_> {
             if position == 0 && entry.index < self.expected && entry.index >= self.first_index {
                 // A later write replacing a conflicting suffix: the later write wins.
                 self.truncate_after(entry.index.prev());
+            }
+            if self.rewritten && entry.index > self.expected {
+                // Compaction removed the entries in between: a hole, not a gap.
+                self.expected = entry.index;
             }
             if entry.index != self.expected {
                 let reason = format!("entry {} where {} was expected", entry.index, self.expected);

@@ -19,6 +19,9 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
+mod rewrite;
+pub use rewrite::{RewriteReport, REWRITE_FILE_SUFFIX};
+
 use coracle_engine::entry_codec::encoded_size_bytes;
 use coracle_engine::{Entry, HardState, LogIndex, Term};
 
@@ -90,6 +93,11 @@ pub struct OpenReport {
     pub torn: Option<(PathBuf, TornTail)>,
     /// Segments left behind by a truncation that a crash interrupted, now deleted.
     pub stale_segments_deleted: usize,
+    /// Segments covered by a rewritten one before them (a compaction that a crash
+    /// interrupted after its rename), now deleted.
+    pub covered_segments_deleted: usize,
+    /// Temporary files of rewrites a crash interrupted before their rename, now deleted.
+    pub interrupted_rewrites_removed: usize,
 }
 
 /// One Raft group's durable log on glommio direct I/O. See the module documentation.
@@ -150,8 +158,11 @@ impl SegmentLog {
         warm_up_device(&directory).await?;
         let hard_state = hard_state_file::load(&directory)?;
         let log_start = log_start_file::load(&directory)?;
+        let mut report = OpenReport {
+            interrupted_rewrites_removed: rewrite::remove_interrupted_rewrites(&directory)?,
+            ..OpenReport::default()
+        };
         let ids = segment_ids(&directory)?;
-        let mut report = OpenReport::default();
         let mut segments: Vec<SegmentFile> = Vec::new();
         let count = ids.len();
         for (position, &id) in ids.iter().enumerate() {
@@ -167,6 +178,26 @@ impl SegmentLog {
             if let Some(torn) = torn {
                 report.torn = Some((path.clone(), torn));
             }
+            let previous_last = segments.last().map(SegmentFile::last_index);
+            if let Some(previous_last) = previous_last.filter(|&l| segment.first_index() <= l) {
+                if segment.last_index() > previous_last {
+                    return Err(StorageError::Corruption {
+                        path,
+                        offset: 0,
+                        reason: format!(
+                            "segment starts at {} inside the one before it (which ends at \
+                             {previous_last}) and goes past it",
+                            segment.first_index()
+                        ),
+                    });
+                }
+                // Covered by the rewritten segment before it: a compaction renamed its new
+                // segment into place and a crash came before this one was deleted.
+                drop(segment);
+                std::fs::remove_file(&path).map_err(std_io("remove", &path))?;
+                report.covered_segments_deleted += 1;
+                continue;
+            }
             let continues = segments
                 .last()
                 .is_none_or(|previous| segment.first_index() == previous.last_index().next());
@@ -180,7 +211,7 @@ impl SegmentLog {
             }
             segments.push(segment);
         }
-        if report.stale_segments_deleted > 0 {
+        if report.stale_segments_deleted + report.covered_segments_deleted > 0 {
             sync_directory(&directory)?;
         }
         let next_segment_id = ids.last().map_or(1, |last| last + 1);
@@ -684,25 +715,11 @@ impl SegmentLog {
 mod tests {
     use super::*;
     use crate::conformance::{self, entries};
-    use glommio::{LocalExecutorBuilder, Placement};
+    use crate::test_support::run;
     use std::path::Path;
 
-    /// Locked memory is 8 MiB here and glommio registers io_memory three times per executor.
-    const TEST_IO_MEMORY_BYTES: usize = 512 * 1024;
-
-    fn run<F: std::future::Future<Output = ()>>(future: impl FnOnce() -> F + Send + 'static) {
-        let handle = LocalExecutorBuilder::new(Placement::Unbound)
-            .io_memory(TEST_IO_MEMORY_BYTES)
-            .spawn(move || async move { future().await })
-            .expect("an executor");
-        handle.join().expect("the test ran");
-    }
-
     fn scratch(name: &str) -> PathBuf {
-        let directory =
-            std::env::temp_dir().join(format!("coracle-segment-log-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&directory);
-        directory
+        crate::test_support::scratch("segment-log", name)
     }
 
     fn options(directory: &Path, segment_size_bytes: u64) -> SegmentLogOptions {
@@ -844,6 +861,145 @@ mod tests {
             let mut expected = entries(1, 25, 1);
             expected.extend(entries(26, 30, 3));
             assert_eq!(read, expected);
+        });
+        std::fs::remove_dir_all(directory).expect("clean up");
+    }
+
+    #[test]
+    fn a_shard_flushes_many_logs_together_while_the_next_batches_fill() {
+        let root = scratch("flush-all");
+        let inside = root.clone();
+        run(move || async move {
+            let mut logs = Vec::new();
+            for group in 0..8u64 {
+                let options = SegmentLogOptions::new(inside.join(group.to_string()), group);
+                logs.push(SegmentLog::open(options).await.expect("open").0);
+            }
+            let mut tickets = Vec::new();
+            for log in &mut logs {
+                tickets.push(log.stage(&entries(1, 3, 1)).expect("stage"));
+            }
+            let jobs: Vec<FlushJob> = logs
+                .iter_mut()
+                .filter_map(SegmentLog::flush_begin)
+                .collect();
+            assert_eq!(jobs.len(), 8);
+            // While the first round is in flight: the next batches are staged and readable,
+            // and no second flush of the same log can begin.
+            for log in &mut logs {
+                log.stage(&entries(4, 5, 1)).expect("stage");
+                assert!(log.flush_begin().is_none(), "one flush per log at a time");
+                assert_eq!(log.last_index(), LogIndex(5));
+            }
+            let tasks: Vec<_> = jobs
+                .into_iter()
+                .map(|job| glommio::spawn_local(job.run()))
+                .collect();
+            for task in tasks {
+                task.await.expect("flush");
+            }
+            for (log, &ticket) in logs.iter().zip(&tickets) {
+                assert!(log.is_durable(ticket));
+                assert!(
+                    !log.is_durable(ticket + 1),
+                    "the second batch is not written yet"
+                );
+            }
+            let mut refs: Vec<&mut SegmentLog> = logs.iter_mut().collect();
+            flush_all(&mut refs).await.expect("flush all");
+            for log in logs {
+                let log = reopen(log).await;
+                let mut read = Vec::new();
+                log.read(LogIndex(1), LogIndex(6), &mut read)
+                    .await
+                    .expect("read");
+                assert_eq!(read, entries(1, 5, 1));
+            }
+        });
+        std::fs::remove_dir_all(root).expect("clean up");
+    }
+
+    #[test]
+    fn segments_roll_at_the_entry_bound() {
+        let directory = scratch("count-bound");
+        let inside = directory.clone();
+        run(move || async move {
+            let options = SegmentLogOptions {
+                segment_entries_max: 7,
+                ..SegmentLogOptions::new(&inside, 1)
+            };
+            let (mut log, _) = SegmentLog::open(options).await.expect("open");
+            log.append(&entries(1, 30, 1)).await.expect("append");
+            log.append(&entries(31, 33, 1)).await.expect("append");
+            let sizes: Vec<usize> = log.segments.iter().map(|s| s.index.len()).collect();
+            assert_eq!(sizes, vec![7, 7, 7, 7, 5]);
+            let log = reopen(log).await;
+            assert_eq!(log.segments.len(), 5);
+            assert_eq!(log.last_index(), LogIndex(33));
+        });
+        std::fs::remove_dir_all(directory).expect("clean up");
+    }
+
+    #[test]
+    fn a_prefix_truncation_deletes_whole_segments_and_survives_a_restart() {
+        let directory = scratch("prefix");
+        let inside = directory.clone();
+        run(move || async move {
+            let options = SegmentLogOptions {
+                segment_entries_max: 10,
+                ..SegmentLogOptions::new(&inside, 1)
+            };
+            let (mut log, _) = SegmentLog::open(options).await.expect("open");
+            log.append(&entries(1, 45, 1)).await.expect("append");
+            log.truncate_before(LogIndex(25))
+                .await
+                .expect("truncate before");
+            // 1..=10 and 11..=20 are gone; 21..=30 stays, for 24's term and 25 onwards.
+            assert_eq!(segment_ids(&inside).expect("list").len(), 3);
+            let log = reopen(log).await;
+            assert_eq!(log.first_index(), LogIndex(25));
+            assert_eq!(log.term_at(LogIndex(24)), Some(Term(1)));
+            assert_eq!(log.term_at(LogIndex(23)), None);
+            let mut read = Vec::new();
+            assert!(log
+                .read(LogIndex(24), LogIndex(26), &mut read)
+                .await
+                .is_err());
+            log.read(LogIndex(25), LogIndex(46), &mut read)
+                .await
+                .expect("read");
+            assert_eq!(read, entries(25, 45, 1));
+        });
+        std::fs::remove_dir_all(directory).expect("clean up");
+    }
+
+    #[test]
+    fn recent_entries_are_served_from_the_tail_cache_without_a_copy() {
+        let directory = scratch("tail-cache");
+        let inside = directory.clone();
+        run(move || async move {
+            let (mut log, _) = SegmentLog::open(SegmentLogOptions::new(&inside, 1))
+                .await
+                .expect("open");
+            let appended = entries(1, 3, 1);
+            log.append(&appended).await.expect("append");
+            let mut read = Vec::new();
+            log.read(LogIndex(1), LogIndex(4), &mut read)
+                .await
+                .expect("read");
+            assert_eq!(read, appended);
+            let payload = |entry: &Entry| match &entry.body {
+                coracle_engine::EntryBody::Command { payload } => payload.as_ptr(),
+                _ => panic!("a command"),
+            };
+            assert_eq!(payload(&read[2]), payload(&appended[2]), "the same bytes");
+            // After a restart the cache is empty: the same entries come from the disk.
+            let log = reopen(log).await;
+            let mut from_disk = Vec::new();
+            log.read(LogIndex(1), LogIndex(4), &mut from_disk)
+                .await
+                .expect("read");
+            assert_eq!(from_disk, appended);
         });
         std::fs::remove_dir_all(directory).expect("clean up");
     }

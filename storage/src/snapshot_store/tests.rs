@@ -1,25 +1,9 @@
 use super::*;
+use crate::test_support::run;
 use coracle_engine::Prng;
-use glommio::{LocalExecutorBuilder, Placement};
-
-/// Locked memory is 8 MiB here and glommio registers io_memory three times per executor.
-const TEST_IO_MEMORY_BYTES: usize = 512 * 1024;
-
-fn run<F: std::future::Future<Output = ()>>(future: impl FnOnce() -> F + Send + 'static) {
-    let handle = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(TEST_IO_MEMORY_BYTES)
-        .spawn(move || async move { future().await })
-        .expect("an executor");
-    handle.join().expect("the test ran");
-}
 
 fn scratch(name: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!(
-        "coracle-snapshot-store-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&directory);
-    directory
+    crate::test_support::scratch("snapshot-store", name)
 }
 
 fn data(seed: u64, size: usize) -> Vec<u8> {
