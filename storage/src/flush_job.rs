@@ -32,6 +32,8 @@ pub struct FlushShared {
     pub stopped: Cell<bool>,
     /// Every stage up to this ticket is durable.
     pub durable_ticket: Cell<u64>,
+    /// Flushes that completed.
+    pub flushes: Cell<u64>,
 }
 
 impl FlushShared {
@@ -42,6 +44,7 @@ impl FlushShared {
             permit: Rc::new(Semaphore::new(1)),
             stopped: Cell::new(false),
             durable_ticket: Cell::new(0),
+            flushes: Cell::new(0),
         })
     }
 }
@@ -124,6 +127,7 @@ impl FlushJob {
             "flushes run in order"
         );
         self.shared.durable_ticket.set(self.ticket);
+        self.shared.flushes.set(self.shared.flushes.get() + 1);
         self.guard.done = true;
         Ok(self.ticket)
         // The permit goes with `self`: the next flush may begin.

@@ -395,7 +395,17 @@ impl SegmentLog {
         self.flush_through(self.ticket).await
     }
 
-    fn check_running(&self) -> Result<(), StorageError> {
+    /// Flushes that completed since the log was opened.
+    #[must_use]
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flushes.get()
+    }
+
+    /// `Ok` while the log runs.
+    ///
+    /// # Errors
+    /// `Stopped` once an I/O error (or a dropped flush) stopped the log.
+    pub fn check_running(&self) -> Result<(), StorageError> {
         if self.shared.stopped.get() {
             return Err(StorageError::Stopped);
         }
