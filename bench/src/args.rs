@@ -80,6 +80,11 @@ pub struct LogArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub entries_per_append: u32,
 
+    /// Never fdatasync the segments (the log's benchmark-only unsynced mode): shows what
+    /// the syncs cost; "durable" then means "handed to the device"
+    #[arg(long)]
+    pub unsynced: bool,
+
     /// Segment size: segments are preallocated to it and roll when full
     #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_segment_size)]
     pub segment_size: u64,

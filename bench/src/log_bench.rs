@@ -290,6 +290,7 @@ fn segment_file_bytes(directory: &Path) -> BenchResult<u64> {
 pub async fn run(directory: &Path, args: &LogArgs) -> BenchResult<LogFigures> {
     let options = SegmentLogOptions {
         segment_size_bytes: args.segment_size,
+        unsynced_for_benchmarks_only: args.unsynced,
         ..SegmentLogOptions::new(directory, 1)
     };
     let (mut log, report) = SegmentLog::open(options.clone()).await?;

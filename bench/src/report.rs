@@ -239,8 +239,9 @@ impl Report {
         let args = &self.args;
         writeln!(
             out,
-            "coracle-bench log ({:?}): {} B entries, {} per append, {} segments, io_memory {}",
+            "coracle-bench log ({:?}{}): {} B entries, {} per append, {} segments, io_memory {}",
             args.mode,
+            if args.unsynced { ", UNSYNCED" } else { "" },
             group(args.entry_size),
             group(u64::from(args.entries_per_append)),
             bytes(args.segment_size),
@@ -394,6 +395,9 @@ impl Report {
                 "directory": self.directory.display().to_string(),
                 "entry_size_bytes": args.entry_size,
                 "entries_per_append": args.entries_per_append,
+                "mode": format!("{:?}", args.mode),
+                "max_unflushed_bytes": args.max_unflushed,
+                "unsynced": args.unsynced,
                 "segment_size_bytes": args.segment_size,
                 "duration_s": args.duration.as_secs_f64(),
                 "size_bytes": args.size,

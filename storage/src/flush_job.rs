@@ -17,6 +17,7 @@ use coracle_engine::{HardState, LogIndex};
 use glommio::io::OpenOptions;
 use glommio::sync::{Semaphore, StaticPermit};
 
+use crate::configuration_file::{self, StoredConfiguration};
 use crate::error::StorageError;
 use crate::hard_state_file;
 use crate::segment::SEGMENT_HEADER_SIZE_BYTES;
@@ -82,6 +83,9 @@ pub struct FlushJob {
     pub(crate) writes: Vec<SegmentWrite>,
     pub(crate) hard_state: Option<HardState>,
     pub(crate) log_start: Option<LogIndex>,
+    pub(crate) configuration: Option<StoredConfiguration>,
+    /// False only in the benchmarks' unsynced mode: segments are written, never synced.
+    pub(crate) sync: bool,
     pub(crate) guard: StopUnlessDone,
 }
 
@@ -147,7 +151,10 @@ impl FlushJob {
             sync_directory(&self.directory)?;
         }
         for write in &self.writes {
-            write_segment(write, &self.directory).await?;
+            write_segment(write, &self.directory, self.sync).await?;
+        }
+        if let Some(configuration) = &self.configuration {
+            configuration_file::save(&self.directory, configuration)?;
         }
         if let Some(log_start) = self.log_start {
             crate::log_start_file::save(&self.directory, log_start)?;
@@ -162,6 +169,7 @@ impl FlushJob {
 async fn write_segment(
     write: &SegmentWrite,
     directory: &std::path::Path,
+    sync: bool,
 ) -> Result<(), StorageError> {
     let path = &write.path;
     if let Some(create) = &write.create {
@@ -207,5 +215,8 @@ async fn write_segment(
             ),
         });
     }
-    file.fdatasync().await.map_err(glommio_io("sync", path))
+    if sync {
+        file.fdatasync().await.map_err(glommio_io("sync", path))?;
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ pub use rewrite::{RewriteReport, REWRITE_FILE_SUFFIX};
 use coracle_engine::entry_codec::encoded_size_bytes;
 use coracle_engine::{Entry, HardState, LogIndex, Term};
 
+use crate::configuration_file::{self, StoredConfiguration};
 use crate::device::warm_up_device;
 use crate::error::StorageError;
 use crate::flush_job::{FlushJob, FlushShared, SegmentCreate, SegmentWrite, StopUnlessDone};
@@ -63,6 +64,10 @@ pub struct SegmentLogOptions {
     /// Durable entries kept in memory after they are written (SPEC §H1 entryBufferSize);
     /// entries not yet durable are always kept.
     pub tail_cache_entries: usize,
+    /// For benchmarks only: flushes write but never `fdatasync` segments, so "durable"
+    /// means "handed to the device". A crash can lose acknowledged entries. Never set it
+    /// in a server.
+    pub unsynced_for_benchmarks_only: bool,
 }
 
 impl SegmentLogOptions {
@@ -76,6 +81,7 @@ impl SegmentLogOptions {
             segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
             segment_entries_max: SEGMENT_ENTRIES_MAX,
             tail_cache_entries: TAIL_CACHE_ENTRIES_DEFAULT,
+            unsynced_for_benchmarks_only: false,
         }
     }
 }
@@ -108,6 +114,8 @@ pub struct SegmentLog {
     next_segment_id: u64,
     /// The latest hard state staged (durable once its flush is).
     hard_state: HardState,
+    /// The latest configuration staged, if any was ever stored.
+    configuration: Option<StoredConfiguration>,
     /// Entries below this are no longer served (`truncate_before`).
     first_index: LogIndex,
     cache: TailCache,
@@ -126,6 +134,7 @@ struct Plan {
     truncated_after: Option<LogIndex>,
     deletes: Vec<PathBuf>,
     hard_state: bool,
+    configuration: bool,
     log_start: Option<LogIndex>,
 }
 
@@ -135,6 +144,7 @@ impl Plan {
             && self.truncated_after.is_none()
             && self.deletes.is_empty()
             && !self.hard_state
+            && !self.configuration
             && self.log_start.is_none()
     }
 }
@@ -157,6 +167,7 @@ impl SegmentLog {
         std::fs::create_dir_all(&directory).map_err(std_io("create directory", &directory))?;
         warm_up_device(&directory).await?;
         let hard_state = hard_state_file::load(&directory)?;
+        let configuration = configuration_file::load(&directory)?;
         let log_start = log_start_file::load(&directory)?;
         let mut report = OpenReport {
             interrupted_rewrites_removed: rewrite::remove_interrupted_rewrites(&directory)?,
@@ -221,6 +232,7 @@ impl SegmentLog {
             segments,
             next_segment_id,
             hard_state,
+            configuration,
             first_index: LogIndex(1),
             shared: FlushShared::new(),
             ticket: 0,
@@ -284,6 +296,28 @@ impl SegmentLog {
         self.plan.hard_state = true;
         self.ticket += 1;
         Ok(self.ticket)
+    }
+
+    /// Stages the latest configuration (SPEC §G), stored atomically beside the hard state
+    /// by the next flush.
+    ///
+    /// # Errors
+    /// `Stopped` after an I/O error.
+    pub fn stage_configuration(
+        &mut self,
+        configuration: StoredConfiguration,
+    ) -> Result<u64, StorageError> {
+        self.check_running()?;
+        self.configuration = Some(configuration);
+        self.plan.configuration = true;
+        self.ticket += 1;
+        Ok(self.ticket)
+    }
+
+    /// The latest configuration staged or stored, if any.
+    #[must_use]
+    pub fn configuration(&self) -> Option<&StoredConfiguration> {
+        self.configuration.as_ref()
     }
 
     /// Stages dropping every entry above `index` (durable after the next flush).
@@ -522,6 +556,12 @@ impl SegmentLog {
             deletes: plan.deletes,
             writes,
             hard_state: plan.hard_state.then_some(self.hard_state),
+            configuration: if plan.configuration {
+                self.configuration.clone()
+            } else {
+                None
+            },
+            sync: !self.options.unsynced_for_benchmarks_only,
             log_start: plan.log_start,
         })
     }
@@ -1010,6 +1050,41 @@ mod tests {
                 .await
                 .expect("read");
             assert_eq!(from_disk, appended);
+        });
+        std::fs::remove_dir_all(directory).expect("clean up");
+    }
+
+    #[test]
+    fn hard_state_and_configuration_are_flushed_with_the_entries_and_reopen() {
+        let directory = scratch("small-files");
+        let inside = directory.clone();
+        run(move || async move {
+            let (mut log, _) = SegmentLog::open(SegmentLogOptions::new(&inside, 1))
+                .await
+                .expect("open");
+            assert!(log.configuration().is_none());
+            let configuration = StoredConfiguration::bootstrap(&[
+                coracle_engine::ReplicaId(1),
+                coracle_engine::ReplicaId(2),
+                coracle_engine::ReplicaId(3),
+            ]);
+            let hard_state = HardState {
+                term: Term(4),
+                vote: Some(coracle_engine::ReplicaId(2)),
+            };
+            log.stage(&entries(1, 2, 4)).expect("stage");
+            log.stage_hard_state(hard_state).expect("stage");
+            let ticket = log
+                .stage_configuration(configuration.clone())
+                .expect("stage");
+            assert!(!log.is_durable(ticket));
+            let job = log.flush_begin().expect("work");
+            job.run().await.expect("flush");
+            assert!(log.is_durable(ticket));
+            let log = reopen(log).await;
+            assert_eq!(log.hard_state(), hard_state);
+            assert_eq!(log.configuration(), Some(&configuration));
+            assert_eq!(log.last_index(), LogIndex(2));
         });
         std::fs::remove_dir_all(directory).expect("clean up");
     }
