@@ -85,6 +85,11 @@ pub struct LogArgs {
     #[arg(long)]
     pub unsynced: bool,
 
+    /// Let segments be preallocated with fallocate only, instead of zero-filled ahead of
+    /// time in the background (the log's default)
+    #[arg(long)]
+    pub no_zero_fill: bool,
+
     /// Segment size: segments are preallocated to it and roll when full
     #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_segment_size)]
     pub segment_size: u64,

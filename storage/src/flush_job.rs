@@ -24,6 +24,7 @@ use crate::segment::SEGMENT_HEADER_SIZE_BYTES;
 use crate::segment_file::{
     glommio_io, round_up, std_io, sync_directory, FileCell, BLOCK_SIZE_BYTES,
 };
+use crate::spare_segment::Spare;
 
 /// What a log and its flushes share.
 pub struct FlushShared {
@@ -86,6 +87,8 @@ pub struct FlushJob {
     pub(crate) configuration: Option<StoredConfiguration>,
     /// False only in the benchmarks' unsynced mode: segments are written, never synced.
     pub(crate) sync: bool,
+    /// The log's spare segment, when it zero-fills segments.
+    pub(crate) spare: Option<Rc<Spare>>,
     pub(crate) guard: StopUnlessDone,
 }
 
@@ -151,7 +154,10 @@ impl FlushJob {
             sync_directory(&self.directory)?;
         }
         for write in &self.writes {
-            write_segment(write, &self.directory, self.sync).await?;
+            write_segment(write, &self.directory, self.sync, self.spare.as_deref()).await?;
+            if let (Some(spare), Some(create)) = (&self.spare, &write.create) {
+                spare.replenish(&self.directory, create.preallocate_bytes, &self.shared);
+            }
         }
         if let Some(configuration) = &self.configuration {
             configuration_file::save(&self.directory, configuration)?;
@@ -170,19 +176,35 @@ async fn write_segment(
     write: &SegmentWrite,
     directory: &std::path::Path,
     sync: bool,
+    spare: Option<&Spare>,
 ) -> Result<(), StorageError> {
     let path = &write.path;
     if let Some(create) = &write.create {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .dma_open(path)
-            .await
-            .map_err(glommio_io("create", path))?;
-        file.pre_allocate(create.preallocate_bytes, false)
-            .await
-            .map_err(glommio_io("preallocate", path))?;
+        let file = match spare.and_then(Spare::take) {
+            Some(spare) => {
+                // Zero-filled ahead of time: no unwritten extents to convert while appending.
+                std::fs::rename(&spare, path).map_err(std_io("rename spare", &spare))?;
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .dma_open(path)
+                    .await
+                    .map_err(glommio_io("open", path))?
+            }
+            None => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .dma_open(path)
+                    .await
+                    .map_err(glommio_io("create", path))?;
+                file.pre_allocate(create.preallocate_bytes, false)
+                    .await
+                    .map_err(glommio_io("preallocate", path))?;
+                file
+            }
+        };
         // The header gets its own write and sync: a header torn together with a batch
         // would make the last segment unreadable instead of merely torn.
         let mut block = file.alloc_dma_buffer(BLOCK_SIZE_BYTES as usize);

@@ -21,6 +21,7 @@ pub mod segment;
 pub mod segment_file;
 pub mod segment_log;
 pub mod snapshot_store;
+pub mod spare_segment;
 pub mod tail_cache;
 #[cfg(test)]
 mod test_support;

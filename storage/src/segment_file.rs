@@ -103,37 +103,21 @@ impl SegmentFile {
         Ok(())
     }
 
-    /// Opens and scans an existing segment. `last` says whether it is the log's last
+    /// Scans a segment read by [`read_whole`]. `last` says whether it is the log's last
     /// segment (the only one whose tail may be torn); a torn tail is zeroed on disk, so
     /// that only zeroes follow the data again, and returned.
     pub async fn open(
-        path: &Path,
+        read: WholeSegment,
         id: u64,
         last: bool,
     ) -> Result<(SegmentFile, Option<TornTail>), StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(path)
-            .await
-            .map_err(glommio_io("open", path))?;
-        let size = file.file_size().await.map_err(glommio_io("size", path))?;
-        let read = file
-            .read_at_aligned(
-                0,
-                usize::try_from(round_up(size)).expect("segments fit in memory"),
-            )
-            .await
-            .map_err(glommio_io("read", path))?;
-        let length = read.len().min(usize::try_from(size).expect("fits"));
-        let data = Bytes::copy_from_slice(&read[..length]);
-        drop(read);
-        let scan = scan_segment(path, &data, last, None)?;
+        let WholeSegment { path, file, data } = read;
+        let scan = scan_segment(&path, &data, last, None)?;
         let end = usize::try_from(scan.end_offset).expect("fits");
         let tail_start = usize::try_from(round_down(scan.end_offset)).expect("fits");
         let segment = SegmentFile {
             id,
-            path: PathBuf::from(path),
+            path,
             file: Rc::new(OnceCell::from(file)),
             index: OffsetIndex::new(scan.header.first_index, scan.positions),
             end_offset: scan.end_offset,
@@ -164,6 +148,43 @@ impl SegmentFile {
             .map_err(glommio_io("sync", &self.path))?;
         Ok(())
     }
+}
+
+/// A segment file opened and read whole, ready to scan.
+pub struct WholeSegment {
+    /// Its path.
+    pub path: PathBuf,
+    /// The open file.
+    pub file: DmaFile,
+    /// Every byte of it.
+    pub data: Bytes,
+}
+
+/// Opens the segment file at `path` and reads all of it with one direct read. `open`
+/// reads the next segment this way while it scans the current one, so that the scan's CPU
+/// work hides behind the disk.
+///
+/// # Errors
+/// I/O errors.
+pub async fn read_whole(path: PathBuf) -> Result<WholeSegment, StorageError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(&path)
+        .await
+        .map_err(glommio_io("open", &path))?;
+    let size = file.file_size().await.map_err(glommio_io("size", &path))?;
+    let read = file
+        .read_at_aligned(
+            0,
+            usize::try_from(round_up(size)).expect("segments fit in memory"),
+        )
+        .await
+        .map_err(glommio_io("read", &path))?;
+    let length = read.len().min(usize::try_from(size).expect("fits"));
+    // One copy: glommio's buffers are not `Send`, so `Bytes` cannot own them.
+    let data = Bytes::copy_from_slice(&read[..length]);
+    Ok(WholeSegment { path, file, data })
 }
 
 /// The path of segment `id` in `directory`.

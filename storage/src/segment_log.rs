@@ -36,8 +36,10 @@ use crate::segment::{
     BATCH_HEADER_SIZE_BYTES, SEGMENT_HEADER_SIZE_BYTES,
 };
 use crate::segment_file::{
-    round_down, segment_ids, segment_path, std_io, sync_directory, SegmentFile, BLOCK_SIZE_BYTES,
+    read_whole, round_down, segment_ids, segment_path, std_io, sync_directory, SegmentFile,
+    BLOCK_SIZE_BYTES,
 };
+use crate::spare_segment::{remove_spares, Spare};
 use crate::tail_cache::{TailCache, TAIL_CACHE_ENTRIES_DEFAULT};
 use crate::{hard_state_file, log_start_file};
 
@@ -68,6 +70,9 @@ pub struct SegmentLogOptions {
     /// means "handed to the device". A crash can lose acknowledged entries. Never set it
     /// in a server.
     pub unsynced_for_benchmarks_only: bool,
+    /// Prepare the next segment in the background as a file of written zeroes, so that
+    /// appends never write into unwritten extents (see `spare_segment.rs`; on by default).
+    pub zero_fill_segments: bool,
 }
 
 impl SegmentLogOptions {
@@ -82,6 +87,7 @@ impl SegmentLogOptions {
             segment_entries_max: SEGMENT_ENTRIES_MAX,
             tail_cache_entries: TAIL_CACHE_ENTRIES_DEFAULT,
             unsynced_for_benchmarks_only: false,
+            zero_fill_segments: true,
         }
     }
 }
@@ -104,6 +110,9 @@ pub struct OpenReport {
     pub covered_segments_deleted: usize,
     /// Temporary files of rewrites a crash interrupted before their rename, now deleted.
     pub interrupted_rewrites_removed: usize,
+    /// A last segment a crash left before its header was written (all zeroes), now
+    /// deleted.
+    pub unfinished_segment_deleted: bool,
 }
 
 /// One Raft group's durable log on glommio direct I/O. See the module documentation.
@@ -120,6 +129,8 @@ pub struct SegmentLog {
     first_index: LogIndex,
     cache: TailCache,
     shared: Rc<FlushShared>,
+    /// The next segment's file, zero-filled in the background.
+    spare: Rc<Spare>,
     /// The ticket of the latest stage.
     ticket: u64,
     plan: Plan,
@@ -173,18 +184,39 @@ impl SegmentLog {
             interrupted_rewrites_removed: rewrite::remove_interrupted_rewrites(&directory)?,
             ..OpenReport::default()
         };
+        remove_spares(&directory).map_err(std_io("remove spares", &directory))?;
         let ids = segment_ids(&directory)?;
         let mut segments: Vec<SegmentFile> = Vec::new();
         let count = ids.len();
+        let read_ahead = |position: usize| {
+            ids.get(position)
+                .map(|&id| glommio::spawn_local(read_whole(segment_path(&directory, id))).detach())
+        };
+        let mut next_read = read_ahead(0);
         for (position, &id) in ids.iter().enumerate() {
             let path = segment_path(&directory, id);
+            let read = next_read
+                .take()
+                .expect("one read ahead per segment")
+                .await
+                .ok_or(StorageError::Stopped)??;
+            next_read = read_ahead(position + 1);
             if report.stale_segments_deleted > 0 {
                 // Everything after a leftover segment is a leftover too.
+                drop(read);
                 std::fs::remove_file(&path).map_err(std_io("remove", &path))?;
                 report.stale_segments_deleted += 1;
                 continue;
             }
-            let (segment, torn) = SegmentFile::open(&path, id, position + 1 == count).await?;
+            if position + 1 == count && read.data.iter().all(|&byte| byte == 0) {
+                // Created (or renamed from a spare) but its header never reached the disk:
+                // it never held an entry.
+                drop(read);
+                std::fs::remove_file(&path).map_err(std_io("remove", &path))?;
+                report.unfinished_segment_deleted = true;
+                continue;
+            }
+            let (segment, torn) = SegmentFile::open(read, id, position + 1 == count).await?;
             report.bytes_scanned += segment.end_offset;
             if let Some(torn) = torn {
                 report.torn = Some((path.clone(), torn));
@@ -222,7 +254,8 @@ impl SegmentLog {
             }
             segments.push(segment);
         }
-        if report.stale_segments_deleted + report.covered_segments_deleted > 0 {
+        let deleted = report.stale_segments_deleted + report.covered_segments_deleted;
+        if deleted > 0 || report.unfinished_segment_deleted {
             sync_directory(&directory)?;
         }
         let next_segment_id = ids.last().map_or(1, |last| last + 1);
@@ -235,6 +268,7 @@ impl SegmentLog {
             configuration,
             first_index: LogIndex(1),
             shared: FlushShared::new(),
+            spare: Rc::default(),
             ticket: 0,
             plan: Plan::default(),
         };
@@ -242,6 +276,10 @@ impl SegmentLog {
             // Created on disk by the first flush that writes to it.
             let segment = log.segment_plan(log_start.unwrap_or(LogIndex(1)));
             log.segments.push(segment);
+        }
+        if log.options.zero_fill_segments {
+            log.spare
+                .replenish(&directory, log.options.segment_size_bytes, &log.shared);
         }
         let held_from = log.segments[0].first_index();
         // A prefix truncation kept the segment holding its cut: hide what it dropped.
@@ -562,6 +600,10 @@ impl SegmentLog {
                 None
             },
             sync: !self.options.unsynced_for_benchmarks_only,
+            spare: self
+                .options
+                .zero_fill_segments
+                .then(|| Rc::clone(&self.spare)),
             log_start: plan.log_start,
         })
     }
@@ -657,6 +699,12 @@ pub async fn flush_all(logs: &mut [&mut SegmentLog]) -> Result<(), StorageError>
         log.cache.trim(log.shared.durable_ticket.get());
     }
     result
+}
+
+impl Drop for SegmentLog {
+    fn drop(&mut self) {
+        self.spare.close();
+    }
 }
 
 impl LogStorage for SegmentLog {
@@ -1085,6 +1133,58 @@ mod tests {
             assert_eq!(log.hard_state(), hard_state);
             assert_eq!(log.configuration(), Some(&configuration));
             assert_eq!(log.last_index(), LogIndex(2));
+        });
+        std::fs::remove_dir_all(directory).expect("clean up");
+    }
+
+    #[test]
+    fn a_roll_takes_the_zero_filled_spare_and_an_unfinished_segment_is_dropped() {
+        let directory = scratch("spare");
+        let inside = directory.clone();
+        run(move || async move {
+            let options = options(&inside, 8 * 1024);
+            let (mut log, _) = SegmentLog::open(options.clone()).await.expect("open");
+            let spare_ready = || {
+                std::fs::read_dir(&inside).expect("list").any(|item| {
+                    item.expect("item")
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|name| name.ends_with(".spare"))
+                })
+            };
+            for _ in 0..2000 {
+                if spare_ready() {
+                    break;
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            assert!(spare_ready(), "a spare is prepared in the background");
+            log.append(&entries(1, 2, 1)).await.expect("append");
+            let first_file = log.segments[0].path.clone();
+            assert!(!spare_ready(), "the first segment took the spare");
+            assert_eq!(
+                std::fs::metadata(&first_file).expect("segment").len(),
+                8 * 1024,
+                "a spare has the segment's size"
+            );
+            for first in (3..=400).step_by(8) {
+                log.append(&entries(first, first + 7, 1))
+                    .await
+                    .expect("append");
+            }
+            assert!(log.segments.len() > 2, "rolled");
+            let next_id = log.segments.last().expect("segments").id + 1;
+            drop(log);
+            // A crash right after the next segment was created, before its header landed.
+            std::fs::write(segment_path(&inside, next_id), vec![0u8; 8 * 1024]).expect("write");
+            let (log, report) = SegmentLog::open(options).await.expect("reopen");
+            assert!(report.unfinished_segment_deleted);
+            assert!(!segment_path(&inside, next_id).exists());
+            let mut read = Vec::new();
+            log.read(LogIndex(1), LogIndex(403), &mut read)
+                .await
+                .expect("read");
+            assert_eq!(read, entries(1, 402, 1));
         });
         std::fs::remove_dir_all(directory).expect("clean up");
     }
