@@ -50,6 +50,9 @@ pub const SEGMENT_ENTRIES_MAX: u32 = 1024 * 1024;
 
 const _: () = assert!(SEGMENT_HEADER_SIZE_BYTES as u64 <= BLOCK_SIZE_BYTES);
 
+/// Segments read at once while opening (each read whole: memory is this many segments).
+const SEGMENT_READS_AHEAD: usize = 3;
+
 /// Where and how a segment log keeps its files.
 #[derive(Clone, Debug)]
 pub struct SegmentLogOptions {
@@ -192,15 +195,18 @@ impl SegmentLog {
             ids.get(position)
                 .map(|&id| glommio::spawn_local(read_whole(segment_path(&directory, id))).detach())
         };
-        let mut next_read = read_ahead(0);
+        // Reads run ahead of the scan, several at once: the disk serves concurrent reads
+        // faster than one at a time, and the scan's CPU work hides behind them.
+        let mut reads: std::collections::VecDeque<_> =
+            (0..SEGMENT_READS_AHEAD).filter_map(read_ahead).collect();
         for (position, &id) in ids.iter().enumerate() {
             let path = segment_path(&directory, id);
-            let read = next_read
-                .take()
-                .expect("one read ahead per segment")
+            let read = reads
+                .pop_front()
+                .expect("one read per segment")
                 .await
                 .ok_or(StorageError::Stopped)??;
-            next_read = read_ahead(position + 1);
+            reads.extend(read_ahead(position + SEGMENT_READS_AHEAD));
             if report.stale_segments_deleted > 0 {
                 // Everything after a leftover segment is a leftover too.
                 drop(read);
