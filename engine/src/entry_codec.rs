@@ -288,7 +288,9 @@ fn decode_members(payload: &[u8]) -> Result<Vec<Member>, EntryDecodeError> {
     Ok(members)
 }
 
-fn member_type_code(member_type: MemberType) -> u8 {
+/// The wire code of a member type (1 RESERVE, 2 PASSIVE, 3 ACTIVE).
+#[must_use]
+pub fn member_type_code(member_type: MemberType) -> u8 {
     match member_type {
         MemberType::Inactive => 0,
         MemberType::Reserve => 1,
@@ -297,7 +299,9 @@ fn member_type_code(member_type: MemberType) -> u8 {
     }
 }
 
-fn member_type_from(code: u8) -> Option<MemberType> {
+/// The member type of a wire code, if it is one.
+#[must_use]
+pub fn member_type_from(code: u8) -> Option<MemberType> {
     match code {
         1 => Some(MemberType::Reserve),
         2 => Some(MemberType::Passive),
@@ -306,14 +310,18 @@ fn member_type_from(code: u8) -> Option<MemberType> {
     }
 }
 
-fn member_status_code(status: MemberStatus) -> u8 {
+/// The wire code of a member status (1 AVAILABLE, 2 UNAVAILABLE).
+#[must_use]
+pub fn member_status_code(status: MemberStatus) -> u8 {
     match status {
         MemberStatus::Available => 1,
         MemberStatus::Unavailable => 2,
     }
 }
 
-fn member_status_from(code: u8) -> Option<MemberStatus> {
+/// The member status of a wire code, if it is one.
+#[must_use]
+pub fn member_status_from(code: u8) -> Option<MemberStatus> {
     match code {
         1 => Some(MemberStatus::Available),
         2 => Some(MemberStatus::Unavailable),

@@ -26,8 +26,11 @@
 
 use std::path::Path;
 
+use coracle_engine::entry_codec::{
+    member_status_code, member_status_from, member_type_code, member_type_from,
+};
 use coracle_engine::membership::MEMBERS_MAX;
-use coracle_engine::{Configuration, LogIndex, Member, MemberStatus, MemberType, ReplicaId, Term};
+use coracle_engine::{Configuration, LogIndex, Member, ReplicaId, Term};
 
 use crate::atomic_file;
 use crate::error::StorageError;
@@ -201,39 +204,6 @@ pub fn save(directory: &Path, configuration: &StoredConfiguration) -> Result<(),
     atomic_file::replace(directory, CONFIGURATION_FILE_NAME, &encode(configuration))
 }
 
-fn member_type_code(member_type: MemberType) -> u8 {
-    match member_type {
-        MemberType::Inactive => unreachable!("INACTIVE members are never stored"),
-        MemberType::Reserve => 1,
-        MemberType::Passive => 2,
-        MemberType::Active => 3,
-    }
-}
-
-fn member_type_from(code: u8) -> Option<MemberType> {
-    match code {
-        1 => Some(MemberType::Reserve),
-        2 => Some(MemberType::Passive),
-        3 => Some(MemberType::Active),
-        _ => None,
-    }
-}
-
-fn member_status_code(status: MemberStatus) -> u8 {
-    match status {
-        MemberStatus::Available => 1,
-        MemberStatus::Unavailable => 2,
-    }
-}
-
-fn member_status_from(code: u8) -> Option<MemberStatus> {
-    match code {
-        1 => Some(MemberStatus::Available),
-        2 => Some(MemberStatus::Unavailable),
-        _ => None,
-    }
-}
-
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[at..at + 4]);
@@ -252,6 +222,7 @@ mod tests {
     use bytes::Bytes;
     use coracle_engine::entry_codec::{encode_entry, ENTRY_BODY_HEADER_SIZE_BYTES};
     use coracle_engine::{Entry, EntryBody, Prng};
+    use coracle_engine::{MemberStatus, MemberType};
     use std::path::PathBuf;
 
     fn scratch(name: &str) -> PathBuf {
