@@ -9,7 +9,7 @@
 //! the flush publishes its ticket as durable, or stops the log for good on any error
 //! (fail-stop: nothing is retried as if it had been written).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -36,6 +36,16 @@ pub struct FlushShared {
     pub durable_ticket: Cell<u64>,
     /// Flushes that completed.
     pub flushes: Cell<u64>,
+    /// Segment bytes the last completed flush wrote.
+    pub last_flush_bytes: Cell<u64>,
+    /// The spare-segment preparation waits for a turn between two flushes.
+    pub spare_waiting: Cell<bool>,
+    /// Where a flush leaves its permit for the waiting preparation (glommio's semaphore
+    /// gives a released permit to whoever asks first, and a log appending back to back
+    /// always asks first).
+    pub handoff: RefCell<Option<StaticPermit>>,
+    /// Signalled when a permit is left in `handoff` (or the log closes).
+    pub handoff_signal: Rc<Semaphore>,
 }
 
 impl FlushShared {
@@ -47,6 +57,10 @@ impl FlushShared {
             stopped: Cell::new(false),
             durable_ticket: Cell::new(0),
             flushes: Cell::new(0),
+            last_flush_bytes: Cell::new(0),
+            spare_waiting: Cell::new(false),
+            handoff: RefCell::new(None),
+            handoff_signal: Rc::new(Semaphore::new(0)),
         })
     }
 }
@@ -76,7 +90,7 @@ pub struct SegmentWrite {
 /// One flush's I/O. Run it with [`FlushJob::run`]; see the module documentation.
 pub struct FlushJob {
     pub(crate) shared: Rc<FlushShared>,
-    #[allow(dead_code)] // Held, not read: released when the job ends.
+    /// Held while the job runs; released when it ends (or handed to the spare).
     pub(crate) permit: StaticPermit,
     pub(crate) ticket: u64,
     pub(crate) directory: PathBuf,
@@ -135,9 +149,15 @@ impl FlushJob {
         );
         self.shared.durable_ticket.set(self.ticket);
         self.shared.flushes.set(self.shared.flushes.get() + 1);
+        self.shared.last_flush_bytes.set(self.bytes() as u64);
         self.guard.done = true;
+        if self.shared.spare_waiting.replace(false) {
+            // One short zero-fill write goes before the next flush begins.
+            *self.shared.handoff.borrow_mut() = Some(self.permit);
+            self.shared.handoff_signal.signal(1);
+        }
+        // Otherwise the permit goes with `self`: the next flush may begin.
         Ok(self.ticket)
-        // The permit goes with `self`: the next flush may begin.
     }
 
     async fn io(&self) -> Result<(), StorageError> {

@@ -428,9 +428,11 @@ impl SegmentLog {
         self.shared.permit.available() == 0
     }
 
-    /// Plans a flush of everything staged, if there is something and no flush is running:
-    /// assigns positions, encodes one batch per segment, and returns the job that writes
-    /// them. Staging may go on while the job runs.
+    /// Plans a flush of everything staged, if there is something and the log's permit is
+    /// free (no flush running, and not the spare segment's turn): assigns positions,
+    /// encodes one batch per segment, and returns the job that writes them. Staging may go
+    /// on while the job runs. [`SegmentLog::flush_through`] and [`flush_all`] wait for the
+    /// permit instead.
     pub fn flush_begin(&mut self) -> Option<FlushJob> {
         if self.shared.stopped.get() {
             return None;
@@ -681,30 +683,45 @@ fn segment_write(
     }
 }
 
-/// Flushes every log that has something staged, together: the writes and syncs of all of
-/// them are in flight at once (one write and one `fdatasync` per file), which is how the
-/// groups of one shard share the disk. Logs with a flush already running are skipped.
+/// Flushes every log that has something staged, together, until all of it is durable:
+/// the writes and syncs of all of them are in flight at once (one write and one
+/// `fdatasync` per file per round), which is how the groups of one shard share the disk.
+/// A log whose permit is taken (a flush of its own already running, or its spare segment's
+/// turn) joins the next round.
 ///
 /// # Errors
 /// The first error; the logs that failed are stopped.
 pub async fn flush_all(logs: &mut [&mut SegmentLog]) -> Result<(), StorageError> {
-    let tasks: Vec<_> = logs
-        .iter_mut()
-        .filter_map(|log| log.flush_begin())
-        .map(|job| glommio::spawn_local(job.run()))
-        .collect();
-    let mut result = Ok(());
-    for task in tasks {
-        if let Err(error) = task.await {
-            if result.is_ok() {
-                result = Err(error);
+    loop {
+        for log in logs.iter() {
+            log.check_running()?;
+        }
+        if logs.iter().all(|log| log.is_durable(log.ticket)) {
+            break;
+        }
+        let tasks: Vec<_> = logs
+            .iter_mut()
+            .filter_map(|log| log.flush_begin())
+            .map(|job| glommio::spawn_local(job.run()))
+            .collect();
+        if tasks.is_empty() {
+            glommio::timer::sleep(std::time::Duration::from_micros(100)).await;
+            continue;
+        }
+        let mut result = Ok(());
+        for task in tasks {
+            if let Err(error) = task.await {
+                if result.is_ok() {
+                    result = Err(error);
+                }
             }
         }
+        result?;
     }
     for log in logs.iter_mut() {
         log.cache.trim(log.shared.durable_ticket.get());
     }
-    result
+    Ok(())
 }
 
 impl Drop for SegmentLog {
