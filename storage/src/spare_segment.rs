@@ -2,9 +2,9 @@
 //!
 //! A segment preallocated with `fallocate` is made of unwritten extents on ext4: the first
 //! write into each part converts it, and the `fdatasync` after it then commits that
-//! metadata too. Measured here (`coracle-bench log --mode append --entry-size 4KiB`): a
-//! 4 KiB append-and-sync p50 of 253 µs in a fallocated segment against 194 µs in one whose
-//! blocks were written beforehand, with the disk's own written-file floor at 143–158 µs.
+//! metadata too. Measured here (`coracle-bench log --mode append --entry-size 4KiB`, same
+//! minute): a 4 KiB append-and-sync p50 of 206 µs in fallocated segments against 152 µs in
+//! segments written beforehand, with the disk's own written-file floor at 150–166 µs.
 //! So a log writes its next segment full of zeroes ahead of time and renames it into place
 //! when it rolls.
 //!
