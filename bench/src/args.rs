@@ -85,10 +85,10 @@ pub struct LogArgs {
     #[arg(long)]
     pub unsynced: bool,
 
-    /// Zero-fill the next segment in the background (spare segments) instead of only
-    /// preallocating it with fallocate: faster small appends, off by default in the log
+    /// Let segments be preallocated with fallocate only, instead of zero-filled ahead of
+    /// time in the background (the log's default)
     #[arg(long)]
-    pub zero_fill: bool,
+    pub no_zero_fill: bool,
 
     /// Segment size: segments are preallocated to it and roll when full
     #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_segment_size)]

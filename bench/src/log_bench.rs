@@ -291,7 +291,7 @@ pub async fn run(directory: &Path, args: &LogArgs) -> BenchResult<LogFigures> {
     let options = SegmentLogOptions {
         segment_size_bytes: args.segment_size,
         unsynced_for_benchmarks_only: args.unsynced,
-        zero_fill_segments: args.zero_fill,
+        zero_fill_segments: !args.no_zero_fill,
         ..SegmentLogOptions::new(directory, 1)
     };
     let (mut log, report) = SegmentLog::open(options.clone()).await?;

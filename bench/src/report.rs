@@ -398,7 +398,7 @@ impl Report {
                 "mode": format!("{:?}", args.mode),
                 "max_unflushed_bytes": args.max_unflushed,
                 "unsynced": args.unsynced,
-                "zero_fill_segments": args.zero_fill,
+                "zero_fill_segments": !args.no_zero_fill,
                 "segment_size_bytes": args.segment_size,
                 "duration_s": args.duration.as_secs_f64(),
                 "size_bytes": args.size,

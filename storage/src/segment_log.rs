@@ -74,9 +74,7 @@ pub struct SegmentLogOptions {
     /// in a server.
     pub unsynced_for_benchmarks_only: bool,
     /// Prepare the next segment in the background as a file of written zeroes, so that
-    /// appends never write into unwritten extents (see `spare_segment.rs`). Off by default
-    /// for now: the model test hit a glommio panic (ENOENT in `dma_open`'s `statfs`) on a
-    /// spare's temporary file about once in eight runs, cause not found yet.
+    /// appends never write into unwritten extents (see `spare_segment.rs`; on by default).
     pub zero_fill_segments: bool,
 }
 
@@ -92,7 +90,7 @@ impl SegmentLogOptions {
             segment_entries_max: SEGMENT_ENTRIES_MAX,
             tail_cache_entries: TAIL_CACHE_ENTRIES_DEFAULT,
             unsynced_for_benchmarks_only: false,
-            zero_fill_segments: false,
+            zero_fill_segments: true,
         }
     }
 }
@@ -1167,10 +1165,7 @@ mod tests {
         let directory = scratch("spare");
         let inside = directory.clone();
         run(move || async move {
-            let options = SegmentLogOptions {
-                zero_fill_segments: true,
-                ..options(&inside, 8 * 1024)
-            };
+            let options = options(&inside, 8 * 1024);
             let (mut log, _) = SegmentLog::open(options.clone()).await.expect("open");
             let spare_ready = || {
                 std::fs::read_dir(&inside).expect("list").any(|item| {
