@@ -193,12 +193,15 @@ fn release_handoff(shared: &FlushShared) {
 /// The directory cannot be listed, or a spare cannot be removed.
 pub fn remove_spares(directory: &Path) -> std::io::Result<usize> {
     let mut removed = 0;
+    // Spares of this process belong to logs that remove their own when they close; one of
+    // them may be inside `dma_open` right now, which panics if its file vanishes.
+    let ours = format!("{}-", std::process::id());
     for item in std::fs::read_dir(directory)? {
         let item = item?;
-        let is_spare = item
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.ends_with(SPARE_SUFFIX) || name.ends_with(PREPARING_SUFFIX));
+        let is_spare = item.file_name().to_str().is_some_and(|name| {
+            (name.ends_with(SPARE_SUFFIX) || name.ends_with(PREPARING_SUFFIX))
+                && !name.starts_with(&ours)
+        });
         if is_spare {
             std::fs::remove_file(item.path())?;
             removed += 1;
