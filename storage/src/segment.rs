@@ -146,6 +146,9 @@ pub struct TornTail {
     pub offset: u64,
     /// Non-zero bytes dropped from there.
     pub dropped_bytes: u64,
+    /// Entries the dropped write held, when its batch header arrived whole (its own
+    /// checksum vouches for the count); `None` when the header itself is torn.
+    pub dropped_entries: Option<u32>,
 }
 
 /// What a scan found in one segment.
@@ -332,6 +335,7 @@ pub fn scan_segment(
         let torn = Some(TornTail {
             offset: end_offset,
             dropped_bytes,
+            dropped_entries: torn_batch_count(data, offset),
         });
         let positions = state.positions;
         return Ok(SegmentScan {
@@ -444,6 +448,18 @@ impl ScanState<'_> {
     }
 }
 
+/// The entries count of the batch starting at `offset`, if its header is whole (a
+/// truncation record counts none).
+fn torn_batch_count(data: &[u8], offset: usize) -> Option<u32> {
+    let header = data.get(offset..offset.checked_add(BATCH_HEADER_SIZE_BYTES)?)?;
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    if word(12) != crc32c::crc32c(&header[..12]) {
+        return None;
+    }
+    let count = word(4);
+    Some(if count == TRUNCATION_COUNT { 0 } else { count })
+}
+
 /// The offset of the first whole batch at or after `from`, if any.
 fn whole_batch_after(data: &[u8], from: usize) -> Option<usize> {
     // Only a non-zero size field can start a batch, which skips a zeroed tail quickly.
@@ -548,6 +564,12 @@ mod tests {
                 let torn = scanned.torn.expect("the partial write is reported");
                 assert_eq!(torn.offset, last_start as u64);
                 assert!(torn.dropped_bytes > 0);
+                let header_whole = cut >= last_start + BATCH_HEADER_SIZE_BYTES;
+                assert_eq!(
+                    torn.dropped_entries,
+                    header_whole.then_some(1),
+                    "cut at {cut}"
+                );
             }
         }
     }
