@@ -17,6 +17,7 @@ pub mod prng;
 pub mod progress;
 pub mod replica;
 pub mod role;
+pub mod state_machine;
 pub mod types;
 
 pub use action::{Action, Actions, HardState};
