@@ -55,6 +55,21 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// Nothing measured yet.
+    #[must_use]
+    pub fn empty() -> Samples {
+        Samples {
+            latency: latency_histogram(),
+            appends: 0,
+            flushes: 0,
+            entries: 0,
+            payload_bytes: 0,
+            log_bytes: 0,
+            elapsed: Duration::ZERO,
+            cpu: None,
+        }
+    }
+
     /// Per second of wall time.
     #[must_use]
     pub fn rate(&self, count: u64) -> f64 {
@@ -142,16 +157,7 @@ async fn drive_group_commit(log: &mut SegmentLog, workload: &Workload) -> BenchR
     let mut next = log.last_index().next();
     let entry_bytes = encoded_size_bytes(&entry(next, &payload)) as u64;
     let append_payload_bytes = u64::from(workload.entries_per_append) * workload.entry_size_bytes;
-    let mut samples = Samples {
-        latency: latency_histogram(),
-        appends: 0,
-        flushes: 0,
-        entries: 0,
-        payload_bytes: 0,
-        log_bytes: 0,
-        elapsed: Duration::ZERO,
-        cpu: None,
-    };
+    let mut samples = Samples::empty();
     // (ticket, staged at) of batches not yet durable, oldest first.
     let mut waiting: std::collections::VecDeque<(u64, Instant)> = std::collections::VecDeque::new();
     let mut batch = Vec::with_capacity(per_append);
@@ -222,26 +228,14 @@ fn payload_of(entry_size: usize) -> Bytes {
 async fn drive_awaited_appends(log: &mut SegmentLog, workload: &Workload) -> BenchResult<Samples> {
     let entry_size = usize::try_from(workload.entry_size_bytes)?;
     let per_append = usize::try_from(workload.entries_per_append)?;
-    let payload: Bytes = (0..entry_size)
-        .map(|byte| u8::try_from(byte % 251).unwrap_or(0))
-        .collect::<Vec<u8>>()
-        .into();
+    let payload = payload_of(entry_size);
     let mut next = log.last_index().next();
     let entry_bytes = encoded_size_bytes(&entry(next, &payload)) as u64;
     let append_log_bytes =
         BATCH_HEADER_SIZE_BYTES as u64 + u64::from(workload.entries_per_append) * entry_bytes;
     let append_payload_bytes = u64::from(workload.entries_per_append) * workload.entry_size_bytes;
 
-    let mut samples = Samples {
-        latency: latency_histogram(),
-        appends: 0,
-        flushes: 0,
-        entries: 0,
-        payload_bytes: 0,
-        log_bytes: 0,
-        elapsed: Duration::ZERO,
-        cpu: None,
-    };
+    let mut samples = Samples::empty();
     let mut batch = Vec::with_capacity(per_append);
     let cpu_start = cpu_time();
     let start = Instant::now();

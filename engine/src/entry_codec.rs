@@ -329,13 +329,19 @@ pub fn member_status_from(code: u8) -> Option<MemberStatus> {
     }
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
+/// The little-endian `u32` at `at`. Callers check the length first (it panics past the
+/// end); shared by every fixed-layout format in the workspace.
+#[must_use]
+pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(word)
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
+/// The little-endian `u64` at `at`. Callers check the length first (it panics past the
+/// end).
+#[must_use]
+pub fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(word)

@@ -27,7 +27,7 @@
 use std::path::Path;
 
 use coracle_engine::entry_codec::{
-    member_status_code, member_status_from, member_type_code, member_type_from,
+    member_status_code, member_status_from, member_type_code, member_type_from, u32_at, u64_at,
 };
 use coracle_engine::membership::MEMBERS_MAX;
 use coracle_engine::{Configuration, LogIndex, Member, ReplicaId, Term};
@@ -202,18 +202,6 @@ pub fn load(directory: &Path) -> Result<Option<StoredConfiguration>, StorageErro
 /// If the configuration is not valid (see [`encode`]).
 pub fn save(directory: &Path, configuration: &StoredConfiguration) -> Result<(), StorageError> {
     atomic_file::replace(directory, CONFIGURATION_FILE_NAME, &encode(configuration))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ use glommio::io::{DmaFile, OpenOptions};
 use crate::atomic_file::sync_directory;
 use crate::device::warm_up_device;
 use crate::error::StorageError;
+use crate::segment_file::{round_down, round_up, BLOCK_SIZE_BYTES};
+use coracle_engine::entry_codec::{u32_at, u64_at};
 
 /// What a complete snapshot's file name ends with.
 pub const SNAPSHOT_FILE_SUFFIX: &str = ".snapshot";
@@ -76,8 +78,6 @@ pub const DATA_OFFSET: u64 = BLOCK_SIZE_BYTES;
 /// [`SnapshotReader::read_chunk`].
 pub const INSTALL_CHUNK_SIZE_BYTES: usize = 32 * 1024;
 
-/// Direct I/O works in whole blocks of this size.
-const BLOCK_SIZE_BYTES: u64 = 4096;
 /// A writer gathers this much data before it writes, and verification reads this much at
 /// a time.
 const IO_SIZE_BYTES: usize = 64 * 1024;
@@ -1014,26 +1014,6 @@ fn std_io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -
         path,
         source,
     }
-}
-
-fn round_down(offset: u64) -> u64 {
-    offset / BLOCK_SIZE_BYTES * BLOCK_SIZE_BYTES
-}
-
-fn round_up(offset: u64) -> u64 {
-    offset.div_ceil(BLOCK_SIZE_BYTES) * BLOCK_SIZE_BYTES
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]
