@@ -9,21 +9,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::error::StorageError;
+use crate::error::{std_io, StorageError};
 
 /// What a temporary file's name ends with.
 pub const TEMPORARY_SUFFIX: &str = ".tmp";
-
-fn io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let path = PathBuf::from(path);
-    move |source| StorageError::Io {
-        operation,
-        path,
-        source,
-    }
-}
 
 /// The temporary file that [`replace`] writes before renaming it to `name`.
 #[must_use]
@@ -58,11 +49,11 @@ pub fn replace(directory: &Path, name: &str, bytes: &[u8]) -> Result<(), Storage
         .create(true)
         .truncate(true)
         .open(&temporary)
-        .map_err(io("create", &temporary))?;
-    file.write_all(bytes).map_err(io("write", &temporary))?;
-    file.sync_all().map_err(io("sync", &temporary))?;
+        .map_err(std_io("create", &temporary))?;
+    file.write_all(bytes).map_err(std_io("write", &temporary))?;
+    file.sync_all().map_err(std_io("sync", &temporary))?;
     drop(file);
-    std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
+    std::fs::rename(&temporary, &path).map_err(std_io("rename", &path))?;
     sync_directory(directory)
 }
 
@@ -84,12 +75,12 @@ pub fn load(
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io("open", &path)(error)),
+        Err(error) => return Err(std_io("open", &path)(error)),
     };
     let mut bytes = Vec::new();
     file.take(size_bytes_max + 1)
         .read_to_end(&mut bytes)
-        .map_err(io("read", &path))?;
+        .map_err(std_io("read", &path))?;
     assert!(bytes.len() as u64 <= size_bytes_max + 1);
     Ok(Some(bytes))
 }
@@ -101,12 +92,13 @@ pub fn load(
 pub fn sync_directory(directory: &Path) -> Result<(), StorageError> {
     File::open(directory)
         .and_then(|directory| directory.sync_all())
-        .map_err(io("sync directory", directory))
+        .map_err(std_io("sync directory", directory))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn scratch(name: &str) -> PathBuf {
         let directory =

@@ -1,11 +1,11 @@
 //! Start-up work on a data device before the log opens files there with direct I/O.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use glommio::io::DmaFile;
 
-use crate::error::StorageError;
+use crate::error::{glommio_io, std_io, StorageError};
 
 /// Name of the probe file, removed again once the probe is done.
 const PROBE_FILE_NAME: &str = ".coracle-device-probe";
@@ -23,36 +23,26 @@ const PROBE_SIZE_BYTES: usize = 4096;
 /// The probe file could not be written, opened or read.
 pub async fn warm_up_device(directory: &Path) -> Result<(), StorageError> {
     let path = directory.join(PROBE_FILE_NAME);
-    let io = |operation: &'static str, path: &PathBuf| {
-        let path = path.clone();
-        move |source: std::io::Error| StorageError::Io {
-            operation,
-            path,
-            source,
-        }
-    };
     {
-        let mut file = std::fs::File::create(&path).map_err(io("create", &path))?;
+        let mut file = std::fs::File::create(&path).map_err(std_io("create", &path))?;
         file.write_all(&[0xA5; PROBE_SIZE_BYTES])
-            .map_err(io("write", &path))?;
-        file.sync_all().map_err(io("sync", &path))?;
+            .map_err(std_io("write", &path))?;
+        file.sync_all().map_err(std_io("sync", &path))?;
     }
     let file = DmaFile::open(&path)
         .await
-        .map_err(|error| io("open", &path)(error.into()))?;
+        .map_err(glommio_io("open", &path))?;
     let read = file
         .read_at_aligned(0, PROBE_SIZE_BYTES)
         .await
-        .map_err(|error| io("read", &path)(error.into()))?;
+        .map_err(glommio_io("read", &path))?;
     assert_eq!(
         read.len(),
         PROBE_SIZE_BYTES,
         "the probe file is exactly one block"
     );
-    file.close()
-        .await
-        .map_err(|error| io("close", &path)(error.into()))?;
-    std::fs::remove_file(&path).map_err(io("remove", &path))?;
+    file.close().await.map_err(glommio_io("close", &path))?;
+    std::fs::remove_file(&path).map_err(std_io("remove", &path))?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! What can go wrong in storage. Operating errors are values; corruption names its file
 //! and offset.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use coracle_engine::LogIndex;
 
@@ -93,4 +93,46 @@ impl std::error::Error for StorageError {
             _ => None,
         }
     }
+}
+
+/// Maps a std I/O error on `path` to a storage error naming the operation.
+pub fn std_io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = PathBuf::from(path);
+    move |source| StorageError::Io {
+        operation,
+        path,
+        source,
+    }
+}
+
+/// Maps a glommio error on `path` to a storage error naming the operation.
+pub fn glommio_io(
+    operation: &'static str,
+    path: &Path,
+) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError {
+    let path = PathBuf::from(path);
+    move |error| StorageError::Io {
+        operation,
+        path,
+        source: error.into(),
+    }
+}
+
+/// A direct write that put down fewer bytes than asked is an I/O error (a full disk), never
+/// a partial success.
+///
+/// # Errors
+/// `Io` with `WriteZero` when `written != length`.
+pub fn check_written(path: &Path, written: usize, length: usize) -> Result<(), StorageError> {
+    if written == length {
+        return Ok(());
+    }
+    Err(StorageError::Io {
+        operation: "write",
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("short write: {written} of {length} bytes"),
+        ),
+    })
 }

@@ -18,7 +18,7 @@ use glommio::io::OpenOptions;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::configuration_file::{self, StoredConfiguration};
-use crate::error::StorageError;
+use crate::error::{check_written, StorageError};
 use crate::hard_state_file;
 use crate::segment::SEGMENT_HEADER_SIZE_BYTES;
 use crate::segment_file::{
@@ -247,16 +247,7 @@ async fn write_segment(
         .write_at(buffer, write.offset)
         .await
         .map_err(glommio_io("write", path))?;
-    if written != length {
-        return Err(StorageError::Io {
-            operation: "write",
-            path: path.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {written} of {length} bytes"),
-            ),
-        });
-    }
+    check_written(path, written, length)?;
     if sync {
         file.fdatasync().await.map_err(glommio_io("sync", path))?;
     }

@@ -16,6 +16,7 @@ use glommio::io::{DmaFile, OpenOptions};
 
 pub use crate::atomic_file::sync_directory;
 use crate::error::StorageError;
+pub use crate::error::{glommio_io, std_io};
 use crate::offset_index::OffsetIndex;
 use crate::segment::{scan_segment, SegmentHeader, TornTail};
 
@@ -234,27 +235,4 @@ pub fn round_down(offset: u64) -> u64 {
 #[must_use]
 pub fn round_up(offset: u64) -> u64 {
     offset.div_ceil(BLOCK_SIZE_BYTES) * BLOCK_SIZE_BYTES
-}
-
-/// Maps a glommio error on `path` to a storage error naming the operation.
-pub fn glommio_io(
-    operation: &'static str,
-    path: &Path,
-) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError {
-    let path = PathBuf::from(path);
-    move |error| StorageError::Io {
-        operation,
-        path,
-        source: error.into(),
-    }
-}
-
-/// Maps a std I/O error on `path` to a storage error naming the operation.
-pub fn std_io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let path = PathBuf::from(path);
-    move |source| StorageError::Io {
-        operation,
-        path,
-        source,
-    }
 }

@@ -62,7 +62,7 @@ use glommio::io::{DmaFile, OpenOptions};
 
 use crate::atomic_file::sync_directory;
 use crate::device::warm_up_device;
-use crate::error::StorageError;
+use crate::error::{check_written, glommio_io, std_io, StorageError};
 use crate::segment_file::{round_down, round_up, BLOCK_SIZE_BYTES};
 use coracle_engine::entry_codec::{u32_at, u64_at};
 
@@ -978,41 +978,6 @@ fn corruption(path: &Path, offset: u64, reason: String) -> StorageError {
         path: path.to_path_buf(),
         offset,
         reason,
-    }
-}
-
-fn check_written(path: &Path, written: usize, length: usize) -> Result<(), StorageError> {
-    if written == length {
-        return Ok(());
-    }
-    Err(StorageError::Io {
-        operation: "write",
-        path: path.to_path_buf(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::WriteZero,
-            format!("wrote {written} of {length} bytes"),
-        ),
-    })
-}
-
-fn glommio_io(
-    operation: &'static str,
-    path: &Path,
-) -> impl FnOnce(glommio::GlommioError<()>) -> StorageError {
-    let path = PathBuf::from(path);
-    move |error| StorageError::Io {
-        operation,
-        path,
-        source: error.into(),
-    }
-}
-
-fn std_io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let path = PathBuf::from(path);
-    move |source| StorageError::Io {
-        operation,
-        path,
-        source,
     }
 }
 
