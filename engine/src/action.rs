@@ -57,6 +57,19 @@ pub enum Action {
         /// The new commit index.
         index: LogIndex,
     },
+    /// A majority of voters acknowledged this leader's confirmation round `round` (or a
+    /// later one) of `term`: every round through `round` is confirmed, so a caller of
+    /// `Replica::confirm_leadership` given a round at most `round` knows this server still
+    /// led at some time after its call (SPEC §D5). Emitted only when the confirmed round
+    /// advances past some caller's round, and never for a round of an older term. If the
+    /// leader steps down first, nothing is emitted for the rounds still pending: the driver
+    /// sees `RoleChanged` and must fail the reads waiting on them itself.
+    LeadershipConfirmed {
+        /// The leader's term.
+        term: Term,
+        /// The highest confirmed round.
+        round: u64,
+    },
     /// The answer to a membership request this server sent with `request_membership`.
     MembershipOutcome {
         /// The id given to `request_membership`.

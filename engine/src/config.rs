@@ -18,10 +18,17 @@ pub const HEARTBEAT_FAILURES_UNAVAILABLE: u32 = 3;
 pub const HEARTBEAT_FAILURES_BACKOFF: u32 = 5;
 /// Longest heartbeat back-off (SPEC §G4).
 pub const HEARTBEAT_BACKOFF_MS_MAX: u64 = 60_000;
+/// The assumed bound on clock drift: 0.1%, far looser than the 50–100 ppm of common
+/// crystal oscillators, so that a leader lease stays safe on ordinary hardware.
+pub const CLOCK_DRIFT_PPM_MAX_DEFAULT: u64 = 1_000;
+/// Drift bounds from here up are refused: a lease shrinks by twice the drift (see
+/// `Replica::lease_until_ms`), and at 25% it would keep barely half an election timeout.
+pub const CLOCK_DRIFT_PPM_MAX_LIMIT: u64 = 250_000;
 
 const _: () = assert!(HEARTBEAT_INTERVAL_MS_DEFAULT * 3 <= ELECTION_TIMEOUT_MS_DEFAULT);
 const _: () = assert!(HEARTBEAT_FAILURES_UNAVAILABLE < HEARTBEAT_FAILURES_BACKOFF);
 const _: () = assert!(PIPELINE_DEPTH_DEFAULT >= 1);
+const _: () = assert!(CLOCK_DRIFT_PPM_MAX_DEFAULT < CLOCK_DRIFT_PPM_MAX_LIMIT);
 
 /// Deliberate bugs, switched on only by the simulator's sensitivity tests to prove that
 /// the checkers catch them. Every flag is false in a default configuration.
@@ -62,6 +69,10 @@ pub struct ReplicaConfig {
     pub global_suspend_timeout_ms: u64,
     /// Seed of the replica's PRNG (election jitter).
     pub seed: u64,
+    /// The documented bound on how fast or slow any server's monotonic clock may run
+    /// relative to real time, in parts per million. The leader lease (SPEC §D4) is safe
+    /// only while every server's clock keeps within it.
+    pub clock_drift_ppm_max: u64,
     /// Deliberate bugs for the sensitivity tests; all off by default.
     pub planted_bugs: PlantedBugs,
 }
@@ -78,6 +89,7 @@ impl ReplicaConfig {
             pipeline_depth: PIPELINE_DEPTH_DEFAULT,
             global_suspend_timeout_ms: GLOBAL_SUSPEND_TIMEOUT_MS_DEFAULT,
             seed,
+            clock_drift_ppm_max: CLOCK_DRIFT_PPM_MAX_DEFAULT,
             planted_bugs: PlantedBugs::default(),
         }
     }
@@ -101,6 +113,12 @@ impl ReplicaConfig {
         }
         if self.append_size_bytes_max == 0 {
             return Err("append_size_bytes_max must be positive".into());
+        }
+        if self.clock_drift_ppm_max >= CLOCK_DRIFT_PPM_MAX_LIMIT {
+            return Err(format!(
+                "clock_drift_ppm_max ({}) must be below {CLOCK_DRIFT_PPM_MAX_LIMIT}",
+                self.clock_drift_ppm_max
+            ));
         }
         Ok(())
     }

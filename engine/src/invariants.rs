@@ -39,8 +39,44 @@ impl Replica {
                     Some(self.id()),
                     "a leader voted for itself"
                 );
-                assert!(self.leader_state.is_some());
                 assert!(self.election.is_none() && self.poll.is_none());
+                let state = self
+                    .leader_state
+                    .as_ref()
+                    .expect("a leader has leader state");
+                assert!(
+                    state.round == state.round_confirmed
+                        || state.round == state.round_confirmed + 1,
+                    "at most one confirmation round in flight"
+                );
+                assert!(
+                    !state.round_queued || state.round > state.round_confirmed,
+                    "a round is queued only behind one in flight"
+                );
+                assert!(state.rounds_awaited.len() <= 2);
+                assert!(
+                    state
+                        .rounds_awaited
+                        .windows(2)
+                        .all(|pair| pair[0] < pair[1])
+                        && state.rounds_awaited.iter().all(|&round| {
+                            round > state.round_confirmed && round <= state.round + 1
+                        }),
+                    "callers wait only for rounds not confirmed yet"
+                );
+                assert_eq!(
+                    state.round_confirmed_start_ms.is_some(),
+                    state.round_confirmed > 0,
+                    "a confirmed round has a start time"
+                );
+                assert!(state.round_start_ms <= self.now.monotonic_ms);
+                assert!(
+                    state
+                        .progress
+                        .values()
+                        .all(|progress| progress.round_acked <= state.round),
+                    "no round acknowledged before it started"
+                );
             }
             Role::Candidate => {
                 assert_eq!(
@@ -68,6 +104,16 @@ impl Replica {
                 assert!(self.leader_state.is_none());
                 assert!(self.election.is_none());
             }
+        }
+        if matches!(self.role, Role::Follower | Role::Candidate) {
+            // The lease a voter grants with each append it acknowledges must outlast its
+            // own election timer, or it could elect itself inside that lease.
+            let timeout = self.config.election_timeout_ms;
+            assert!(
+                self.leader_contact_ms
+                    .is_none_or(|contact| self.election_deadline_ms >= contact + timeout),
+                "the election timer never fires inside the lease this server granted"
+            );
         }
         if self.role != Role::Follower {
             assert!(

@@ -6,6 +6,7 @@
 //! runs under the shard runtime and under the simulator.
 
 pub mod action;
+pub mod client;
 pub mod config;
 pub mod entry;
 pub mod entry_codec;
@@ -17,6 +18,8 @@ pub mod prng;
 pub mod progress;
 pub mod replica;
 pub mod role;
+pub mod server;
+pub mod session;
 pub mod state_machine;
 pub mod types;
 

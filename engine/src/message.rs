@@ -92,6 +92,9 @@ pub struct AppendRequest {
     pub commit_index: LogIndex,
     /// Lowest index stored on every available non-reserve member (SPEC §G5).
     pub global_index: LogIndex,
+    /// The leader's confirmation round when this was sent (SPEC §D5); the answer echoes
+    /// it. Zero from a follower feeding a passive member: such answers confirm nothing.
+    pub round: u64,
 }
 
 impl AppendRequest {
@@ -117,6 +120,9 @@ pub struct AppendResponse {
     pub hint_index: LogIndex,
     /// On failure: the responder's term at `hint_index`.
     pub hint_term: Term,
+    /// The `round` of the request answered, success or not: an answer in the leader's
+    /// term acknowledges that leader either way.
+    pub round: u64,
 }
 
 /// A poll (pre-vote) or vote request. For a poll, `term` is the term the sender would

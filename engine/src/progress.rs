@@ -37,6 +37,9 @@ pub struct Progress {
     /// from `match_index`: it is fed by followers, so it does not drive this sender's
     /// replication, only the global index.
     pub reported_index: LogIndex,
+    /// The highest confirmation round the receiver acknowledged in the leader's term
+    /// (SPEC §D5). Always zero for a passive member a follower feeds.
+    pub round_acked: u64,
 }
 
 impl Progress {
@@ -54,6 +57,7 @@ impl Progress {
             answered: true,
             failures: 0,
             reported_index: LogIndex::ZERO,
+            round_acked: 0,
         }
     }
 

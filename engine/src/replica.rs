@@ -119,7 +119,8 @@ pub struct Replica {
     pub(crate) persist_pending: VecDeque<PendingPersist>,
     /// When a follower's election timer fires.
     pub(crate) election_deadline_ms: u64,
-    /// When this server last heard from the leader it follows.
+    /// When this server last heard from a leader, or started: a restarted server may have
+    /// acknowledged a leader just before it crashed, so it keeps that leader's lease.
     pub(crate) leader_contact_ms: Option<u64>,
     pub(crate) poll: Option<Election>,
     pub(crate) election: Option<Election>,
@@ -189,7 +190,11 @@ impl Replica {
             persisted_index,
             persist_pending: VecDeque::new(),
             election_deadline_ms: 0,
-            leader_contact_ms: None,
+            // As if a leader had just been heard from: before a (possibly fast) crash this
+            // server may have acknowledged a leader that now serves reads under a lease
+            // counting on it to refuse polls and votes for T (`lease_until_ms`). Its own
+            // timer fires in [T, 2T) anyway, so start-up elections are not delayed.
+            leader_contact_ms: Some(now.monotonic_ms),
             poll: None,
             election: None,
             leader_state: None,
@@ -224,6 +229,16 @@ impl Replica {
             Role::Passive | Role::Reserve | Role::Inactive => {}
         }
         self.report(actions);
+    }
+
+    /// Moves the clock without running timers: a driver that knows the time when a message
+    /// or a request arrives passes it here first, so that what the replica stamps (the
+    /// start of a confirmation round, contact times) is not a tick old. Time never goes
+    /// back; an earlier `now` is ignored.
+    pub fn observe_time(&mut self, now: Time) {
+        if now.monotonic_ms >= self.now.monotonic_ms {
+            self.now = now;
+        }
     }
 
     /// A message arrived from another server.
@@ -447,8 +462,12 @@ impl Replica {
         }
     }
 
-    /// True while this server has reason to believe a leader is alive: a follower heard
-    /// from one within the minimum election timeout, or a leader reached a majority.
+    /// True while this server has reason to believe a leader is alive: a non-leader heard
+    /// from one (or started) within the minimum election timeout, or a leader reached a
+    /// majority. It then refuses polls and votes. The leader lease (`lease_until_ms`)
+    /// counts on this holding for T after every append received, even if this server has
+    /// since adopted a newer term without a leader or given up on its leader: a follower
+    /// gives up only when its timer fires, which is T or more after the last contact.
     pub(crate) fn in_leader_lease(&self) -> bool {
         let timeout = self.config.election_timeout_ms;
         match self.role {
@@ -456,13 +475,13 @@ impl Replica {
                 .leader_state
                 .as_ref()
                 .is_some_and(|state| self.now.monotonic_ms < state.quorum_contact_ms + timeout),
-            Role::Follower | Role::Passive | Role::Reserve => {
-                self.leader.is_some()
-                    && self
-                        .leader_contact_ms
-                        .is_some_and(|contact| self.now.monotonic_ms < contact + timeout)
-            }
-            Role::Candidate | Role::Inactive => false,
+            // An inactive server counts too: a leader that added it as a voter counts its
+            // answers (even rejections), and votes are answered whatever the configuration.
+            Role::Follower | Role::Passive | Role::Reserve | Role::Inactive => self
+                .leader_contact_ms
+                .is_some_and(|contact| self.now.monotonic_ms < contact + timeout),
+            // Its timer fired at least T after its last contact.
+            Role::Candidate => false,
         }
     }
 
@@ -674,7 +693,7 @@ impl Replica {
     }
 
     /// Emits `RoleChanged` if role, term or leader changed since the last report.
-    fn report(&mut self, actions: &mut Actions) {
+    pub(crate) fn report(&mut self, actions: &mut Actions) {
         let now = (self.role, self.hard_state.term, self.leader);
         if now != self.reported {
             self.reported = now;

@@ -66,8 +66,7 @@ impl Simulator {
 
     fn leader_position(&self) -> Option<usize> {
         self.nodes.iter().position(|node| {
-            node.replica
-                .as_ref()
+            node.replica()
                 .is_some_and(|replica| replica.role() == Role::Leader)
         })
     }
@@ -146,7 +145,7 @@ impl Simulator {
         let Some(leader) = self.leader_position() else {
             return Ok(());
         };
-        let replica = self.nodes[leader].replica.as_ref().expect("up");
+        let replica = self.nodes[leader].replica().expect("up");
         let configuration = replica.configuration().clone();
         let outsiders: Vec<usize> = (0..self.nodes.len())
             .filter(|&position| configuration.member(self.nodes[position].id).is_none())

@@ -1,11 +1,11 @@
-//! The simulated network between replicas and clients: delay, loss, duplication,
+//! The simulated network between servers and clients: delay, loss, duplication,
 //! reordering (independent delays), and partitions (symmetric or one-way).
 
 use std::collections::BTreeSet;
 
-use coracle_engine::{Envelope, LogIndex, Prng, ReplicaId};
-
-use crate::kv::{KvCommand, KvOutput};
+use coracle_engine::server::PeerMessage;
+use coracle_engine::session::{ClientRequest, ToClient};
+use coracle_engine::Prng;
 
 /// Where a message goes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,30 +19,12 @@ pub enum Endpoint {
 /// Everything that travels over the simulated network.
 #[derive(Clone, Debug)]
 pub enum Packet {
-    /// Raft traffic between servers.
-    Raft(Envelope),
-    /// A client asks a server to run a command.
-    Request(KvCommand),
-    /// A server's answer to a client.
-    Response {
-        /// The request answered.
-        client: u64,
-        /// Which of the client's requests.
-        request: u64,
-        /// What happened.
-        reply: Reply,
-    },
-}
-
-/// A server's answer to a client request.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
-    /// Applied with this output.
-    Done(KvOutput),
-    /// Not the leader: try the hinted server (a node position) or another.
-    NotLeader(Option<ReplicaId>),
-    /// The entry written for the request was replaced; retry (dedupe makes it safe).
-    Lost(LogIndex),
+    /// Between servers: Raft, and client requests forwarded to the leader.
+    Peer(PeerMessage),
+    /// A client's request to a server.
+    Request(ClientRequest),
+    /// A server's response or event batch to a client.
+    ToClient(ToClient),
 }
 
 /// Loss, duplication and delay settings; partitions as blocked directed links.

@@ -1,43 +1,27 @@
-//! One simulated server: a replica (absent while crashed), its disk, its copy of the
-//! state machine, its clock, and the client requests it is waiting to answer.
+//! One simulated server: the engine's whole server (replica, state machine, sessions;
+//! absent while crashed), its disk, its clock, and what the expiry checker knows of it.
 
 use std::collections::BTreeMap;
 
-use coracle_engine::{Configuration, LogIndex, Replica, ReplicaId, Term, Time};
+use coracle_engine::server::Server;
+use coracle_engine::session::SessionId;
+use coracle_engine::{Configuration, LogIndex, Replica, ReplicaId, Time};
 
 use crate::disk::Disk;
-use crate::kv::KvStore;
+use crate::kv::SimKv;
 use crate::safety::ChainTracker;
 
 /// Wall clocks start here (2026-01-01 in ms since the epoch).
 const WALL_EPOCH_MS: i64 = 1_767_225_600_000;
 
-/// A client request a server submitted and will answer when its entry applies.
-#[derive(Clone, Copy, Debug)]
-pub struct Waiting {
-    /// The term the entry was written in.
-    pub term: Term,
-    /// The client (position in the client list).
-    pub client: usize,
-    /// The client's process id.
-    pub process: u64,
-    /// The client's request number.
-    pub request: u64,
-}
-
 /// One server.
-#[derive(Debug)]
 pub struct SimNode {
     /// Its Raft id.
     pub id: ReplicaId,
-    /// The replica, or `None` while crashed.
-    pub replica: Option<Replica>,
+    /// The server, or `None` while crashed.
+    pub server: Option<Server<SimKv>>,
     /// Durable storage (survives crashes, minus unsynced writes).
     pub disk: Disk,
-    /// The state machine (rebuilt by replay after a restart).
-    pub kv: KvStore,
-    /// Requests waiting for their entry to apply, by index.
-    pub waiting: BTreeMap<LogIndex, Waiting>,
     /// Bumped at each crash so that stale events for the old process are ignored.
     pub incarnation: u64,
     /// The server is frozen until this time.
@@ -54,6 +38,13 @@ pub struct SimNode {
     pub sync_scheduled: bool,
     /// The bootstrap configuration it was started with.
     pub bootstrap: Configuration,
+    /// When this server last became leader (simulated µs), while it leads.
+    pub leader_since_us: Option<u64>,
+    /// When this server last heard from each session's client: a keep-alive or command
+    /// delivered (directly or forwarded), or a register or keep-alive applied.
+    pub heard_us: BTreeMap<SessionId, u64>,
+    /// The highest index whose expiry entries the checker has looked at.
+    pub expiry_checked: LogIndex,
 }
 
 impl SimNode {
@@ -67,10 +58,8 @@ impl SimNode {
     ) -> Self {
         SimNode {
             id,
-            replica: None,
+            server: None,
             disk: Disk::default(),
-            kv: KvStore::default(),
-            waiting: BTreeMap::new(),
             incarnation: 0,
             paused_until_us: 0,
             drift_ppm,
@@ -79,6 +68,9 @@ impl SimNode {
             commit_checked: LogIndex::ZERO,
             sync_scheduled: false,
             bootstrap,
+            leader_since_us: None,
+            heard_us: BTreeMap::new(),
+            expiry_checked: LogIndex::ZERO,
         }
     }
 
@@ -100,6 +92,12 @@ impl SimNode {
     /// True if the server is running (not crashed).
     #[must_use]
     pub fn is_up(&self) -> bool {
-        self.replica.is_some()
+        self.server.is_some()
+    }
+
+    /// The replica, while up.
+    #[must_use]
+    pub fn replica(&self) -> Option<&Replica> {
+        self.server.as_ref().map(Server::replica)
     }
 }

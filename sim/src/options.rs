@@ -17,6 +17,9 @@ pub struct SimOptions {
     pub fault_duration_us: u64,
     /// Simulated time after faults stop, in which the cluster must recover.
     pub heal_duration_us: u64,
+    /// Clients' session timeout (Copycat's 5 s default scaled to the short election
+    /// timeout).
+    pub session_timeout_ms: u64,
     /// Replica election timeout.
     pub election_timeout_ms: u64,
     /// Replica heartbeat interval.
@@ -78,7 +81,8 @@ impl SimOptions {
             spares_count: usize::try_from(prng.range(0, 3)).expect("small"),
             clients_count: usize::try_from(prng.range(2, 7)).expect("small"),
             fault_duration_us: 60_000_000,
-            heal_duration_us: 6_000_000,
+            heal_duration_us: 10_000_000,
+            session_timeout_ms: prng.range(1_000, 2_001),
             election_timeout_ms: 150,
             heartbeat_interval_ms: 50,
             tick_us: 10_000,

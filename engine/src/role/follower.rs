@@ -17,8 +17,10 @@ impl Replica {
     ) {
         let term = self.hard_state.term;
         if request.term < term {
-            // A deposed leader: tell it the newer term.
-            let response = self.append_rejection(request.prev_index, request.prev_term, term);
+            // A deposed leader: tell it the newer term. The answer acknowledges no round:
+            // its sender may lead again in our term, where that round number means another.
+            let mut response = self.append_rejection(&request, term);
+            response.round = 0;
             self.send(from, Message::AppendResponse(response), false, actions);
             return;
         }
@@ -48,13 +50,13 @@ impl Replica {
 
         let prev_matches = self.log.term_at(request.prev_index) == Some(request.prev_term);
         if !prev_matches && !self.config.planted_bugs.skip_log_matching {
-            let response = self.append_rejection(request.prev_index, request.prev_term, term);
+            let response = self.append_rejection(&request, term);
             self.send(from, Message::AppendResponse(response), false, actions);
             return;
         }
         if !prev_matches && request.prev_index > self.log.last_index() {
             // Even the planted bug cannot append past a hole.
-            let response = self.append_rejection(request.prev_index, request.prev_term, term);
+            let response = self.append_rejection(&request, term);
             self.send(from, Message::AppendResponse(response), false, actions);
             return;
         }
@@ -88,6 +90,8 @@ impl Replica {
             rejected_index: LogIndex::ZERO,
             hint_index: LogIndex::ZERO,
             hint_term: Term::ZERO,
+            // Built now, sent once durable: the deferred ack answers this request's round.
+            round: request.round,
         };
         let after_persist = !self.config.planted_bugs.ack_before_persist;
         self.send(
@@ -131,12 +135,9 @@ impl Replica {
     }
 
     /// A rejection carrying where this log might agree with the sender's (fast backtracking).
-    fn append_rejection(
-        &self,
-        prev_index: LogIndex,
-        prev_term: Term,
-        term: Term,
-    ) -> AppendResponse {
+    /// It echoes the request's round: in the sender's term it still acknowledges the leader.
+    fn append_rejection(&self, request: &AppendRequest, term: Term) -> AppendResponse {
+        let (prev_index, prev_term) = (request.prev_index, request.prev_term);
         let hint_index = self
             .log
             .last_index_with_term_at_most(prev_index.min(self.log.last_index()), prev_term);
@@ -148,6 +149,7 @@ impl Replica {
             rejected_index: prev_index,
             hint_index,
             hint_term,
+            round: request.round,
         }
     }
 
@@ -258,7 +260,13 @@ impl Replica {
             || self
                 .log
                 .is_up_to_date(request.last_index, request.last_term);
-        let granted = request.term == term && free && log_ok && self.role != Role::Leader;
+        // A vote in a term this server adopted from some other message still waits out
+        // the lease: it may have acknowledged a leader less than T ago (`lease_until_ms`).
+        let granted = request.term == term
+            && free
+            && log_ok
+            && self.role != Role::Leader
+            && !self.in_leader_lease();
         if granted {
             assert!(
                 self.hard_state.vote.is_none() || self.hard_state.vote == Some(request.candidate),

@@ -11,7 +11,7 @@ use crate::membership::{ConfigurationError, MemberStatus, MemberType, Membership
 use crate::message::{AppendResponse, ConfigureRequest, ConfigureResponse};
 use crate::message::{MembershipRequest, MembershipResponse, Message};
 use crate::progress::Progress;
-use crate::replica::{Replica, Role};
+use crate::replica::{Replica, Role, SubmitError};
 use crate::role::replication::Sender;
 use crate::types::{LogIndex, ReplicaId};
 
@@ -31,6 +31,26 @@ pub(crate) struct LeaderState {
     pub heartbeat_due_ms: u64,
     /// (configuration index, requester, request id) for changes not committed yet.
     pub membership_waiting: Vec<(LogIndex, ReplicaId, u64)>,
+    /// The confirmation round (SPEC §D5): every append sent now carries it. Rounds are
+    /// numbered afresh by each leadership; a round of an older term confirms nothing.
+    pub round: u64,
+    /// When `round` started: the time of the input that started it (the last tick's
+    /// monotonic time), no later than its first send, so a lease from it errs early.
+    pub round_start_ms: u64,
+    /// The highest round a majority of voters acknowledged (the leader counting itself).
+    /// A new round starts only once the last one is confirmed, so at most one is in flight
+    /// and `round` is `round_confirmed` or one more: only the current round's start time is
+    /// ever needed.
+    pub round_confirmed: u64,
+    /// When `round_confirmed` started, once some round of this term is confirmed: the
+    /// lease runs from there.
+    pub round_confirmed_start_ms: Option<u64>,
+    /// A caller waits for the round after the one in flight, which starts as soon as the
+    /// one in flight is confirmed (one in flight plus one queued, Copycat).
+    pub round_queued: bool,
+    /// Rounds handed to callers of `confirm_leadership` and not yet announced confirmed,
+    /// ascending; at most two (the one in flight and the one queued).
+    pub rounds_awaited: Vec<u64>,
 }
 
 impl Replica {
@@ -57,10 +77,20 @@ impl Replica {
             quorum_contact_ms: now_ms,
             heartbeat_due_ms: now_ms + self.config.heartbeat_interval_ms,
             membership_waiting: Vec::new(),
+            // Round 1 starts with the no-op's appends: the lease can begin at the first
+            // answers, without waiting for a heartbeat.
+            round: 1,
+            round_start_ms: now_ms,
+            round_confirmed: 0,
+            round_confirmed_start_ms: None,
+            round_queued: false,
+            rounds_awaited: Vec::new(),
         });
         let index = self.leader_append(EntryBody::Initialize, actions);
         assert_eq!(index, next_index);
         self.leader_configure_all(actions);
+        // A lone voter confirms its first round at once.
+        self.leader_rounds_advance(actions);
     }
 
     /// Leaves the leader role (the caller picks the next one). Waiting requesters are told.
@@ -151,10 +181,28 @@ impl Replica {
             response.match_index <= self.log.last_index(),
             "acked entries we never sent"
         );
-        if !self.leader_state().progress.contains_key(&from) {
+        let round = self.leader_state().round;
+        assert!(response.round <= round, "acked a round never started");
+        let Some(progress) = self.leader_state().progress.get_mut(&from) else {
             return;
-        }
+        };
+        // Success or not, an answer in this term acknowledges this leader: only it sends
+        // appends of this term to voters.
+        progress.round_acked = progress.round_acked.max(response.round);
         self.leader_on_contact(from);
+        self.leader_on_append_answer(from, &response, actions);
+        if self.role == Role::Leader {
+            self.leader_rounds_advance(actions);
+        }
+    }
+
+    /// The replication half of an answer: commitment, backtracking, the next appends.
+    fn leader_on_append_answer(
+        &mut self,
+        from: ReplicaId,
+        response: &AppendResponse,
+        actions: &mut Actions,
+    ) {
         if response.success {
             if !self.leader_progress(from).on_success(response.match_index) {
                 // A duplicate or stale answer: answering it with a send could snowball.
@@ -297,9 +345,20 @@ impl Replica {
         let now_ms = self.now.monotonic_ms;
         if now_ms >= self.leader_state().heartbeat_due_ms {
             self.leader_state().heartbeat_due_ms = now_ms + self.config.heartbeat_interval_ms;
+            // Renew the lease without read load: the heartbeats below carry a new round
+            // unless one is in flight, and then they carry (and retry) that one.
+            let state = self.leader_state();
+            if state.round <= state.round_confirmed {
+                state.round += 1;
+                state.round_start_ms = now_ms;
+            }
             self.leader_heartbeat(actions);
             self.leader_availability(actions);
             self.leader_global_index();
+            if self.role == Role::Leader {
+                // A lone voter confirms the new round at once.
+                self.leader_rounds_advance(actions);
+            }
         }
         if self.role != Role::Leader {
             return;
@@ -456,6 +515,162 @@ impl Replica {
             let state = self.leader_state();
             state.quorum_contact_ms = state.quorum_contact_ms.max(contact);
         }
+    }
+
+    /// Starts a leadership confirmation round for a linearizable query (SPEC §D5) and
+    /// returns its number `r`: once `Action::LeadershipConfirmed` names a round ≥ `r` in
+    /// this term, this server was still the leader at some time after this call, so a read
+    /// of state that includes every entry committed before the call is linearizable.
+    ///
+    /// Concurrent calls share rounds. With no round in flight, round `r` starts now: its
+    /// appends go to every voter at once, and every later send carries `r` or more. With
+    /// one in flight (which may have started before this call, so confirms nothing about
+    /// it), the call joins the single queued round, which starts as soon as the one in
+    /// flight is confirmed: at most one round in flight plus one queued (Copycat). A lone
+    /// voter confirms at once, within this call's actions.
+    ///
+    /// # Errors
+    /// `NotLeader` with the leader this server believes in.
+    pub fn confirm_leadership(&mut self, actions: &mut Actions) -> Result<u64, SubmitError> {
+        if self.role != Role::Leader {
+            return Err(SubmitError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let state = self.leader_state();
+        let round = if state.round > state.round_confirmed {
+            state.round_queued = true;
+            state.round + 1
+        } else {
+            self.leader_round_start(actions)
+        };
+        let awaited = &mut self.leader_state().rounds_awaited;
+        if awaited.last() != Some(&round) {
+            awaited.push(round);
+        }
+        assert!(awaited.len() <= 2, "one round in flight plus one queued");
+        self.leader_rounds_advance(actions);
+        self.report(actions);
+        Ok(round)
+    }
+
+    /// Starts the next round now: every voter gets an append (or heartbeat) carrying it.
+    fn leader_round_start(&mut self, actions: &mut Actions) -> u64 {
+        let now_ms = self.now.monotonic_ms;
+        let state = self.leader_state();
+        assert!(state.round <= state.round_confirmed, "one round in flight");
+        state.round += 1;
+        state.round_start_ms = now_ms;
+        let round = state.round;
+        let id = self.id();
+        let voters: Vec<_> = self
+            .configuration()
+            .ids_of(MemberType::Active)
+            .filter(|&voter| voter != id)
+            .collect();
+        for voter in voters {
+            self.leader_send_append(voter, true, actions);
+        }
+        round
+    }
+
+    /// Confirms the highest round a majority of voters acknowledged, starts the queued
+    /// round once the one in flight is confirmed, and tells callers whose round is through.
+    fn leader_rounds_advance(&mut self, actions: &mut Actions) {
+        assert!(self.role == Role::Leader);
+        loop {
+            let configuration = self.configuration();
+            let quorum = configuration.quorum();
+            let state = self.leader_state.as_ref().expect("leader");
+            let mut acked: Vec<u64> = configuration
+                .ids_of(MemberType::Active)
+                .map(|id| {
+                    if id == self.id() {
+                        // The leader acknowledges every round it starts.
+                        state.round
+                    } else {
+                        state.progress.get(&id).map_or(0, |p| p.round_acked)
+                    }
+                })
+                .collect();
+            acked.sort_unstable_by(|a, b| b.cmp(a));
+            let state = self.leader_state();
+            if let Some(&confirmed) = acked.get(quorum - 1) {
+                if confirmed > state.round_confirmed {
+                    // At most one round is ever in flight, so this is the current one.
+                    assert_eq!(confirmed, state.round);
+                    state.round_confirmed = confirmed;
+                    state.round_confirmed_start_ms = Some(state.round_start_ms);
+                }
+            }
+            if state.round_queued && state.round <= state.round_confirmed {
+                state.round_queued = false;
+                self.leader_round_start(actions);
+                continue;
+            }
+            break;
+        }
+        let term = self.hard_state.term;
+        let state = self.leader_state();
+        let confirmed = state.round_confirmed;
+        if state
+            .rounds_awaited
+            .first()
+            .is_some_and(|&r| r <= confirmed)
+        {
+            state.rounds_awaited.retain(|&r| r > confirmed);
+            actions.push(Action::LeadershipConfirmed {
+                term,
+                round: confirmed,
+            });
+        }
+    }
+
+    /// True if this server leads and has committed an entry of its term (its Initialize
+    /// entry): only then is its commit index known to be up to date (Raft §6.4), so only
+    /// then may it serve linearizable reads, whether by round or by lease.
+    #[must_use]
+    pub fn leader_ready(&self) -> bool {
+        self.role == Role::Leader
+            && self
+                .leader_state
+                .as_ref()
+                .is_some_and(|state| self.commit_index >= state.initialize_index)
+    }
+
+    /// For a leader, the monotonic time (ms, on this server's clock as given to `tick`)
+    /// until which it may serve LINEARIZABLE_LEASE reads without a round (SPEC §D4): the
+    /// start of the highest round a majority acknowledged, plus `T·(1 − 2·drift)` where T
+    /// is the election timeout and drift is `clock_drift_ppm_max` / 10⁶ (rounded down).
+    /// `None` if not the leader or no round of this term is confirmed yet. Reads must
+    /// still wait for `leader_ready` and for everything committed to be applied.
+    ///
+    /// Why it is safe: a voter that acknowledged round `r` received an append carrying
+    /// `r` or more, sent no earlier than `r` started. From that receipt, for T on its own
+    /// clock, it refuses polls and votes (`in_leader_lease`), and so does one that
+    /// restarts meanwhile (a replica starts as if it had just heard from a leader), while
+    /// its own election timer cannot fire before then. Any other leader needs the vote of
+    /// a member of that majority, or of this leader, which votes only once it has stepped
+    /// down and serves no more reads. So no other leader can exist before T has passed on
+    /// the clock of one of those voters since `r` started. If every clock keeps within
+    /// `drift` of real time, T on a voter's clock is at least `T/(1 + drift)` in real time,
+    /// while `T·(1 − 2·drift)` on this leader's clock is at most `T·(1 − 2·drift)/(1 −
+    /// drift)`, which is never more: the lease ends first.
+    #[must_use]
+    pub fn lease_until_ms(&self) -> Option<u64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let start_ms = self.leader_state.as_ref()?.round_confirmed_start_ms?;
+        Some(start_ms.saturating_add(self.lease_duration_ms()))
+    }
+
+    /// `T·(1 − 2·drift)`, rounded down; `validate` keeps the drift below 25%.
+    fn lease_duration_ms(&self) -> u64 {
+        const PPM: u128 = 1_000_000;
+        let timeout = u128::from(self.config.election_timeout_ms);
+        let kept = PPM - 2 * u128::from(self.config.clock_drift_ppm_max);
+        u64::try_from(timeout * kept / PPM).expect("never more than the election timeout")
     }
 
     /// The configuration changed under the leader: track exactly its members.

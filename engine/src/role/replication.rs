@@ -53,7 +53,12 @@ impl Replica {
             return;
         }
         let next_index = progress.next_index;
-        let Some(request) = self.append_request(leader, next_index, cap) else {
+        let round = match sender {
+            Sender::Leader => self.leader_state.as_ref().map_or(0, |state| state.round),
+            // A passive member's answer goes to its feeder and confirms no leader.
+            Sender::Feeder => 0,
+        };
+        let Some(request) = self.append_request(leader, next_index, cap, round) else {
             return;
         };
         if request.entries.is_empty() && !heartbeat {
@@ -65,14 +70,15 @@ impl Replica {
         self.send(to, Message::AppendRequest(request), false, actions);
     }
 
-    /// The append that starts at `next_index` with no entry past `cap`, or `None` if the
-    /// entry before `next_index` is not held (only after compaction, where a snapshot would
-    /// go instead).
+    /// The append that starts at `next_index` with no entry past `cap`, carrying `round`, or
+    /// `None` if the entry before `next_index` is not held (only after compaction, where a
+    /// snapshot would go instead).
     fn append_request(
         &self,
         leader: ReplicaId,
         next_index: LogIndex,
         cap: LogIndex,
+        round: u64,
     ) -> Option<AppendRequest> {
         let prev_index = next_index.prev();
         let prev_term = self.log.term_at(prev_index)?;
@@ -92,6 +98,7 @@ impl Replica {
             entries,
             commit_index: self.commit_index,
             global_index: self.global_index,
+            round,
         })
     }
 }

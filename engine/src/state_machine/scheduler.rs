@@ -100,6 +100,12 @@ impl<T: Clone> Scheduler<T> {
         self.insert(due, Some(interval_ms.max(1)), task)
     }
 
+    /// True if the task will run again (scheduled and not cancelled).
+    #[must_use]
+    pub fn contains(&self, id: TaskId) -> bool {
+        self.due_of.contains_key(&id)
+    }
+
     /// Forgets a task; false if it already ran (once) or was cancelled.
     pub fn cancel(&mut self, id: TaskId) -> bool {
         match self.due_of.remove(&id) {

@@ -111,7 +111,8 @@ fn candidate_with_a_majority_leads_and_appends_initialize() {
     persisted(&mut replica, 1);
     let actions = deliver(&mut replica, 3, vote_answer(2, true));
     let first = initialize(2, 2, TIMER_FIRED_MS);
-    let request = append(2, 1, (1, 1), vec![first.clone()], 0);
+    // The no-op's appends start confirmation round 1.
+    let request = in_round(append(2, 1, (1, 1), vec![first.clone()], 0), 1);
     assert_actions(
         &actions,
         &[
@@ -193,6 +194,7 @@ fn follower_in_lease_rejects_polls_and_ignores_higher_term_vote_requests() {
 #[test]
 fn follower_without_a_leader_grants_a_poll_without_changing_term() {
     let mut replica = fresh(2, voters(&[1, 2, 3]));
+    past_start_lease(&mut replica);
     let actions = deliver(&mut replica, 3, poll(1, 3, (0, 0)));
     assert_actions(&actions, &[send(3, poll_answer(1, true))]);
     assert_eq!(replica.hard_state(), HardState::default());

@@ -19,6 +19,9 @@ pub const ELECTION_TIMEOUT_MS: u64 = 1000;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
 /// By then, every election timer armed at time zero has fired (timers fire in [T, 2T)).
 pub const TIMER_FIRED_MS: u64 = 2 * ELECTION_TIMEOUT_MS;
+/// A replica started at time zero refuses polls and votes until then (a restart keeps any
+/// lease it may have granted); no timer armed at time zero has fired yet.
+pub const START_LEASE_OVER_MS: u64 = ELECTION_TIMEOUT_MS;
 /// The cluster's clock moves in steps of this size, ticking every replica at each step.
 const STEP_MS: u64 = 10;
 /// A bound on deliveries in one `deliver_all`, so a livelock fails instead of hanging.
@@ -133,6 +136,7 @@ pub fn append(
         entries,
         commit_index: LogIndex(commit_index),
         global_index: LogIndex::ZERO,
+        round: 0,
     })
 }
 
@@ -144,6 +148,7 @@ pub fn accepted(term: u64, match_index: u64) -> Message {
         rejected_index: LogIndex::ZERO,
         hint_index: LogIndex::ZERO,
         hint_term: Term::ZERO,
+        round: 0,
     })
 }
 
@@ -155,7 +160,21 @@ pub fn rejected(term: u64, rejected_index: u64, hint: (u64, u64)) -> Message {
         rejected_index: LogIndex(rejected_index),
         hint_index: LogIndex(hint.0),
         hint_term: Term(hint.1),
+        round: 0,
     })
+}
+
+/// An append request or response carrying (or echoing) confirmation round `round`.
+pub fn in_round(message: Message, round: u64) -> Message {
+    match message {
+        Message::AppendRequest(request) => {
+            Message::AppendRequest(AppendRequest { round, ..request })
+        }
+        Message::AppendResponse(response) => {
+            Message::AppendResponse(AppendResponse { round, ..response })
+        }
+        other => panic!("only appends carry rounds: {other:?}"),
+    }
 }
 
 fn vote_request(term: u64, candidate: u64, last: (u64, u64)) -> VoteRequest {
@@ -309,6 +328,14 @@ pub fn restored_with(
     replica
 }
 
+/// Ticks a replica started at time zero to `START_LEASE_OVER_MS`, when it grants polls and
+/// votes again; its election timer must not fire yet.
+#[track_caller]
+pub fn past_start_lease(replica: &mut Replica) {
+    let actions = tick(replica, START_LEASE_OVER_MS);
+    assert!(actions.is_empty(), "nothing happens at T: {actions:?}");
+}
+
 pub fn tick(replica: &mut Replica, ms: u64) -> Vec<Action> {
     let mut actions = Actions::new();
     replica.tick(at(ms), &mut actions);
@@ -434,6 +461,8 @@ pub struct Node {
     /// Every entry handed out by `Apply`, in order.
     pub applied: Vec<Entry>,
     pub outcomes: Vec<(u64, Result<Configuration, ConfigurationError>)>,
+    /// Every `LeadershipConfirmed` as (term, round), in order.
+    pub confirmed: Vec<(Term, u64)>,
 }
 
 /// Replicas with ids 1..=n (node `i` at position `i - 1`), one shared clock, a FIFO queue.
@@ -486,6 +515,7 @@ impl Cluster {
                 held: Vec::new(),
                 applied: Vec::new(),
                 outcomes: Vec::new(),
+                confirmed: Vec::new(),
             });
         }
         cluster
@@ -564,6 +594,9 @@ impl Cluster {
                     } => {
                         self.node_mut(id).outcomes.push((request_id, outcome));
                     }
+                    Action::LeadershipConfirmed { term, round } => {
+                        self.node_mut(id).confirmed.push((term, round));
+                    }
                     Action::RoleChanged { .. } | Action::Committed { .. } => {}
                 }
             }
@@ -621,9 +654,20 @@ impl Cluster {
         }
     }
 
+    /// Moves the clock to `START_LEASE_OVER_MS` if it is before: replicas just started
+    /// refuse polls and votes until then. No timer armed at time zero fires before.
+    pub fn past_start_lease(&mut self) {
+        if self.now_ms < START_LEASE_OVER_MS {
+            self.advance(START_LEASE_OVER_MS - self.now_ms);
+            assert!(self.leaders().is_empty(), "no election before T");
+        }
+    }
+
     /// Makes `id` campaign now and delivers until the election is over. Every other timer
-    /// is at least T away, since each replica was last ticked at the cluster's time.
+    /// is at least T away, since each replica was last ticked at the cluster's time. An
+    /// election right after start-up first waits for the start-up lease to pass.
     pub fn elect(&mut self, id: u64) {
+        self.past_start_lease();
         // The one internal the harness touches: fire this replica's election timer now.
         self.node_mut(id).replica.election_deadline_ms = self.now_ms;
         let now = at(self.now_ms);

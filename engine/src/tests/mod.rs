@@ -4,5 +4,8 @@ mod election;
 mod harness;
 mod membership;
 mod persistence;
+mod reads;
 mod replication;
+mod server_cluster;
+mod sessions;
 mod voting;

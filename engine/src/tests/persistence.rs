@@ -10,9 +10,11 @@ fn restarted_voter_keeps_its_vote() {
     let configuration = voters(&[1, 2, 3]);
     let mut store = Store::default();
     let mut voter = fresh(2, configuration.clone());
+    past_start_lease(&mut voter);
     store.execute(&deliver(&mut voter, 1, vote(1, 1, (0, 0))));
     // Crash once the vote is written but before `on_persisted`: no answer went out.
     let mut voter = restored(2, configuration, store.hard_state, store.entries.clone());
+    past_start_lease(&mut voter);
     assert_eq!(voter.hard_state(), hard_state(1, Some(1)));
     assert_eq!(voter.role(), Role::Follower);
     assert_actions(
@@ -30,8 +32,10 @@ fn vote_lost_in_a_crash_before_persist_was_never_sent() {
     let mut cluster = Cluster::new(3, &voters(&[1, 2, 3]));
     cluster.node_mut(2).hold_persists = true;
     cluster.cut.insert(3);
-    cluster.node_mut(1).replica.election_deadline_ms = 0;
-    cluster.input(1, |replica, actions| replica.tick(at(0), actions));
+    cluster.past_start_lease();
+    let now_ms = cluster.now_ms;
+    cluster.node_mut(1).replica.election_deadline_ms = now_ms;
+    cluster.input(1, |replica, actions| replica.tick(at(now_ms), actions));
     cluster.deliver_all();
     // Replica 2 granted the poll and then the vote, whose persist is still held.
     assert_eq!(cluster.replica(1).role(), Role::Candidate);
@@ -58,8 +62,10 @@ fn held_vote_goes_out_once_released() {
     let mut cluster = Cluster::new(3, &voters(&[1, 2, 3]));
     cluster.node_mut(2).hold_persists = true;
     cluster.node_mut(3).hold_persists = true;
-    cluster.node_mut(1).replica.election_deadline_ms = 0;
-    cluster.input(1, |replica, actions| replica.tick(at(0), actions));
+    cluster.past_start_lease();
+    let now_ms = cluster.now_ms;
+    cluster.node_mut(1).replica.election_deadline_ms = now_ms;
+    cluster.input(1, |replica, actions| replica.tick(at(now_ms), actions));
     cluster.deliver_all();
     assert_eq!(cluster.replica(1).role(), Role::Candidate);
     cluster.release(3);

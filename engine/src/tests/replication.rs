@@ -26,7 +26,7 @@ fn leader_commits_once_a_majority_acked_and_its_own_persist_completed() {
         &[
             committed(1),
             apply(vec![first]),
-            send(2, append(1, 1, (1, 1), vec![], 1)),
+            send(2, in_round(append(1, 1, (1, 1), vec![], 1), 1)),
         ],
     );
     assert_eq!(leader.commit_index(), LogIndex(1));

@@ -3,21 +3,31 @@
 use super::harness::*;
 use crate::{PlantedBugs, Replica, Role, Term};
 
-/// Replica 2 of {1, 2, 3} holding entries of terms [1, 2], at term 2.
+/// Replica 2 of {1, 2, 3} holding entries of terms [1, 2], at term 2, past its start-up
+/// lease.
 fn voter_with_log(bugs: PlantedBugs) -> Replica {
     let mut settings = config(2);
     settings.planted_bugs = bugs;
-    restored_with(
+    let mut voter = restored_with(
         settings,
         voters(&[1, 2, 3]),
         hard_state(2, None),
         log_with_terms(&[1, 2]),
-    )
+    );
+    past_start_lease(&mut voter);
+    voter
+}
+
+/// A fresh replica 2 of {1, 2, 3}, past its start-up lease.
+fn fresh_voter() -> Replica {
+    let mut voter = fresh(2, voters(&[1, 2, 3]));
+    past_start_lease(&mut voter);
+    voter
 }
 
 #[test]
 fn grants_one_vote_per_term_and_sends_it_only_once_durable() {
-    let mut voter = fresh(2, voters(&[1, 2, 3]));
+    let mut voter = fresh_voter();
     let actions = deliver(&mut voter, 1, vote(1, 1, (0, 0)));
     assert_actions(
         &actions,
@@ -39,7 +49,7 @@ fn grants_one_vote_per_term_and_sends_it_only_once_durable() {
 
 #[test]
 fn repeated_request_from_the_same_candidate_is_granted_again() {
-    let mut voter = fresh(2, voters(&[1, 2, 3]));
+    let mut voter = fresh_voter();
     deliver(&mut voter, 1, vote(1, 1, (0, 0)));
     persist_all(&mut voter);
     let mut actions = deliver(&mut voter, 1, vote(1, 1, (0, 0)));
@@ -53,7 +63,7 @@ fn repeated_request_from_the_same_candidate_is_granted_again() {
 
 #[test]
 fn a_new_term_frees_the_vote() {
-    let mut voter = fresh(2, voters(&[1, 2, 3]));
+    let mut voter = fresh_voter();
     deliver(&mut voter, 1, vote(1, 1, (0, 0)));
     persist_all(&mut voter);
     let actions = deliver(&mut voter, 3, vote(2, 3, (0, 0)));
@@ -127,6 +137,7 @@ fn planted_bug_vote_without_persist_sends_the_vote_at_once() {
     let mut settings = config(2);
     settings.planted_bugs = bugs;
     let mut voter = restored_with(settings, voters(&[1, 2, 3]), hard_state(0, None), vec![]);
+    past_start_lease(&mut voter);
     let actions = deliver(&mut voter, 1, vote(1, 1, (0, 0)));
     assert_eq!(
         sends(&actions).len(),

@@ -306,6 +306,8 @@ impl ScenarioCluster {
                     }
                     self.events.push(format!("{id}: committed through {index}"));
                 }
+                // Transcripts ask for no reads yet: confirmations are not narrated.
+                Action::LeadershipConfirmed { .. } => {}
                 Action::MembershipOutcome {
                     request_id,
                     outcome,
