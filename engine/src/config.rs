@@ -50,6 +50,13 @@ pub struct PlantedBugs {
     pub vote_any_log: bool,
     /// Count the leader's own entries before they are durable.
     pub leader_counts_unpersisted: bool,
+    /// A follower answers LINEARIZABLE and LINEARIZABLE_LEASE queries from its own state
+    /// instead of sending them to the leader.
+    pub follower_linearizable_reads: bool,
+    /// Run a retried command again instead of answering it from its session's cache.
+    pub skip_dedupe: bool,
+    /// A client completes a response without waiting for the events published before it.
+    pub response_before_events: bool,
 }
 
 /// What a replica needs to know about itself.

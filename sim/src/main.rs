@@ -16,6 +16,8 @@ struct Arguments {
     planted_bugs: PlantedBugs,
     stop_at_first_failure: bool,
     trace: bool,
+    drift_ppm: Option<u64>,
+    assumed_drift_ppm: Option<u64>,
 }
 
 const USAGE: &str =
@@ -25,10 +27,13 @@ const USAGE: &str =
   --threads T  worker threads (default: available cores)\n\
   --verbose    print every seed's outcome, not only failures\n\
   --trace      print each run's story: roles, persists, messages, commits, faults (use with --seeds 1)\n\
+  --drift-ppm N          let server clocks drift up to N parts per million (default: drawn per seed)\n\
+  --assumed-drift-ppm N  the drift bound servers assume for leases and expiry (default: the true one)\n\
   --planted-bug NAME  switch on a deliberate engine bug (sensitivity check) and stop at the\n\
                first seed that catches it; names: commit-previous-term, vote-without-persist,\n\
                ack-before-persist, skip-log-matching, commit-past-request,\n\
-               config-change-unguarded, vote-any-log, leader-counts-unpersisted";
+               config-change-unguarded, vote-any-log, leader-counts-unpersisted,\n\
+               follower-linearizable-reads, skip-dedupe, response-before-events";
 
 fn parse_arguments() -> Result<Arguments, String> {
     let mut arguments = Arguments {
@@ -39,6 +44,8 @@ fn parse_arguments() -> Result<Arguments, String> {
         planted_bugs: PlantedBugs::default(),
         stop_at_first_failure: false,
         trace: false,
+        drift_ppm: None,
+        assumed_drift_ppm: None,
     };
     let mut iterator = std::env::args().skip(1);
     while let Some(flag) = iterator.next() {
@@ -58,6 +65,10 @@ fn parse_arguments() -> Result<Arguments, String> {
                 arguments.threads = usize::try_from(threads).map_err(|_| "--threads too large")?;
             }
             "--verbose" => arguments.verbose = true,
+            "--drift-ppm" => arguments.drift_ppm = Some(value("--drift-ppm")?),
+            "--assumed-drift-ppm" => {
+                arguments.assumed_drift_ppm = Some(value("--assumed-drift-ppm")?);
+            }
             "--trace" => arguments.trace = true,
             "--planted-bug" => {
                 let name = iterator.next().ok_or("--planted-bug needs a name")?;
@@ -124,6 +135,7 @@ fn main() -> ExitCode {
         let (seeds, start) = (arguments.seeds, arguments.start);
         let (planted_bugs, stop) = (arguments.planted_bugs, arguments.stop_at_first_failure);
         let trace = arguments.trace;
+        let (drift_ppm, assumed_drift_ppm) = (arguments.drift_ppm, arguments.assumed_drift_ppm);
         workers.push(std::thread::spawn(move || loop {
             let offset = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if offset >= seeds {
@@ -132,6 +144,10 @@ fn main() -> ExitCode {
             let mut options = SimOptions::from_seed(start + offset);
             options.planted_bugs = planted_bugs;
             options.trace = trace;
+            if let Some(drift) = drift_ppm {
+                options.drift_ppm_max = i64::try_from(drift).unwrap_or(i64::MAX);
+            }
+            options.assumed_drift_ppm = assumed_drift_ppm.or(options.assumed_drift_ppm);
             let outcome = run_seed(options);
             if stop && outcome.result.is_err() {
                 // Claim every remaining seed so that the other workers stop too.

@@ -58,6 +58,9 @@ pub struct SimOptions {
     pub trace: bool,
     /// Deliberate engine bugs (sensitivity tests only).
     pub planted_bugs: PlantedBugs,
+    /// The clock-drift bound servers assume (leases, expiry); `None` = the true bound,
+    /// `drift_ppm_max`. A smaller value makes leases unsafe: a test shows the stale reads.
+    pub assumed_drift_ppm: Option<u64>,
 }
 
 impl SimOptions {
@@ -122,6 +125,7 @@ impl SimOptions {
             },
             trace: false,
             planted_bugs: PlantedBugs::default(),
+            assumed_drift_ppm: None,
         }
     }
 
@@ -133,7 +137,7 @@ impl SimOptions {
 }
 
 /// The names of the planted bugs, as `--planted-bug` takes them.
-pub const PLANTED_BUG_NAMES: [&str; 8] = [
+pub const PLANTED_BUG_NAMES: [&str; 11] = [
     "commit-previous-term",
     "vote-without-persist",
     "ack-before-persist",
@@ -142,6 +146,9 @@ pub const PLANTED_BUG_NAMES: [&str; 8] = [
     "config-change-unguarded",
     "vote-any-log",
     "leader-counts-unpersisted",
+    "follower-linearizable-reads",
+    "skip-dedupe",
+    "response-before-events",
 ];
 
 /// The planted bug called `name` (one of [`PLANTED_BUG_NAMES`]).
@@ -155,6 +162,9 @@ pub fn planted_bug(name: &str) -> Result<PlantedBugs, String> {
         "vote-without-persist" => bugs.vote_without_persist = true,
         "ack-before-persist" => bugs.ack_before_persist = true,
         "skip-log-matching" => bugs.skip_log_matching = true,
+        "follower-linearizable-reads" => bugs.follower_linearizable_reads = true,
+        "skip-dedupe" => bugs.skip_dedupe = true,
+        "response-before-events" => bugs.response_before_events = true,
         "commit-past-request" => bugs.commit_past_request = true,
         "config-change-unguarded" => bugs.config_change_unguarded = true,
         "vote-any-log" => bugs.vote_any_log = true,

@@ -328,7 +328,10 @@ impl Simulator {
         config.append_size_bytes_max = self.options.append_size_bytes_max;
         config.pipeline_depth = self.options.pipeline_depth;
         // Leases and session expiry stretch by the bound; every server's drift is within it.
-        config.clock_drift_ppm_max = self.options.drift_ppm_max.unsigned_abs();
+        config.clock_drift_ppm_max = self
+            .options
+            .assumed_drift_ppm
+            .unwrap_or(self.options.drift_ppm_max.unsigned_abs());
         let restored = node.disk.restored();
         node.chain = ChainTracker::from_entries(&restored.entries);
         node.commit_checked = LogIndex::ZERO;
@@ -713,6 +716,7 @@ impl Simulator {
         // simulator's timeouts are shorter, and so are its back-off steps.
         config.backoff_unit_ms = 1000 * self.options.election_timeout_ms / 750;
         config.seed = self.prng.next_u64();
+        config.planted_bugs = self.options.planted_bugs;
         let servers: Vec<ReplicaId> = self.nodes.iter().map(|node| node.id).collect();
         let now_ms = self.now_us / 1000;
         let client = &mut self.clients[position];

@@ -80,3 +80,18 @@ fn a_clean_engine_passes_the_same_seeds() {
         assert!(outcome.result.is_ok(), "seed {seed}: {:?}", outcome.result);
     }
 }
+
+#[test]
+fn catches_a_follower_answering_linearizable_reads() {
+    assert_caught("follower-linearizable-reads");
+}
+
+#[test]
+fn catches_a_retried_command_applied_twice() {
+    assert_caught("skip-dedupe");
+}
+
+#[test]
+fn catches_a_response_delivered_before_its_events() {
+    assert_caught("response-before-events");
+}

@@ -307,6 +307,9 @@ impl ClientSession {
             }
         }
         self.sequencer.tick(now_ms, out);
+        if self.sequencer.take_move() && self.connection.linked().is_some() {
+            self.server_failed(out);
+        }
         self.pump(out);
     }
 
@@ -680,8 +683,9 @@ impl ClientSession {
                 self.session_alive(from, sent_ms, out);
                 if !filler {
                     // Only a linearizable command waits for the events published before it.
-                    let gate =
-                        (consistency == CommandConsistency::Linearizable).then_some(event_index);
+                    let gate = (consistency == CommandConsistency::Linearizable
+                        && !self.config.planted_bugs.response_before_events)
+                        .then_some(event_index);
                     let result = Ok(Completion { index, output });
                     self.sequencer.complete(id, result, gate, now_ms, out);
                 }
@@ -698,8 +702,8 @@ impl ClientSession {
                 self.note_index(index);
                 self.connection.succeeded(from);
                 let result = Ok(Completion { index, output });
-                self.sequencer
-                    .complete(id, result, Some(event_index), now_ms, out);
+                let gate = (!self.config.planted_bugs.response_before_events).then_some(event_index);
+                self.sequencer.complete(id, result, gate, now_ms, out);
             }
             // The wrong kind of answer: the server is broken.
             (_, Ok(_)) => self.server_failed(out),

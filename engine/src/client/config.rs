@@ -38,6 +38,9 @@ pub struct ClientConfig {
     /// (1000). A test or simulator running with much shorter election timeouts scales
     /// them down with it.
     pub backoff_unit_ms: u64,
+    /// Deliberate bugs for the simulator's sensitivity tests (only
+    /// `response_before_events` concerns clients); all off by default.
+    pub planted_bugs: crate::config::PlantedBugs,
 }
 
 impl ClientConfig {
@@ -55,6 +58,7 @@ impl ClientConfig {
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             seed: 0,
             backoff_unit_ms: BACKOFF_UNIT_MS_DEFAULT,
+            planted_bugs: crate::config::PlantedBugs::default(),
         }
     }
 }

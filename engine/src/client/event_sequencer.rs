@@ -19,7 +19,9 @@
 //! come, the sequencer asks for a reset after a request timeout, and again after each
 //! further timeout, for as long as the session lives: servers keep every batch the client
 //! has not acknowledged, so a reset fills the gap as soon as a server holding the client's
-//! connection answers. The result is never released ahead of the events before it
+//! connection answers; after a second timeout the client moves to another server, which
+//! pushes every unacknowledged batch when the client connects (the first server may be a
+//! passive member far behind). The result is never released ahead of the events before it
 //! (Copycat released it after a while; that broke the ordering promise under faults). If
 //! the session ends first, the result fails with the session's error instead: its events
 //! are gone with the session, and a command's outcome is then unknown to the client.
@@ -81,6 +83,7 @@ pub struct EventSequencer {
     /// Since when the first outstanding result waits on a batch.
     blocked_since_ms: Option<u64>,
     blocked_resets: u32,
+    move_wanted: bool,
 }
 
 impl EventSequencer {
@@ -101,6 +104,7 @@ impl EventSequencer {
             ready: BTreeMap::new(),
             blocked_since_ms: None,
             blocked_resets: 0,
+            move_wanted: false,
         }
     }
 
@@ -225,9 +229,20 @@ impl EventSequencer {
         if now_ms < since.saturating_add(self.request_timeout_ms) {
             return;
         }
+        if self.blocked_resets > 0 {
+            // A reset already went unanswered for a whole timeout: this server does not
+            // have the batch (a lagging passive member, say). Another may.
+            self.move_wanted = true;
+        }
         self.blocked_resets += 1;
         self.blocked_since_ms = Some(now_ms);
         self.want_reset(true, now_ms);
+    }
+
+    /// True once if the client should move to another server: a reset for a batch that a
+    /// response waits on went unanswered for a request timeout.
+    pub fn take_move(&mut self) -> bool {
+        std::mem::take(&mut self.move_wanted)
     }
 
     /// Resets asked for while results waited on missing batches (for metrics and tests).

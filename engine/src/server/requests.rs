@@ -179,7 +179,8 @@ impl<S: StateMachine> Server<S> {
             self.log(origin, operation, out);
             return;
         }
-        if sequence <= applied_sequence {
+        let skip_dedupe = self.replica.replica_config().planted_bugs.skip_dedupe;
+        if sequence <= applied_sequence && !skip_dedupe {
             // Applied already: answer from the cache without logging it again.
             let cached = self
                 .host

@@ -108,10 +108,14 @@ impl<S: StateMachine> Server<S> {
         if let Err(reason) = config.validate() {
             panic!("invalid server configuration: {reason}");
         }
+        let mut host = StateMachineHost::new(machine);
+        if replica.replica_config().planted_bugs.skip_dedupe {
+            host.plant_skip_dedupe();
+        }
         Server {
             config,
             replica,
-            host: StateMachineHost::new(machine),
+            host,
             actions: Actions::new(),
             applied: Applied::default(),
             now,

@@ -122,6 +122,8 @@ pub struct StateMachineHost<S: StateMachine> {
     retention: Retention,
     last_applied: LogIndex,
     stats: HostStats,
+    /// The sensitivity tests' deliberate bug: run retried commands again.
+    planted_skip_dedupe: bool,
 }
 
 impl<S: StateMachine> StateMachineHost<S> {
@@ -135,7 +137,14 @@ impl<S: StateMachine> StateMachineHost<S> {
             retention: Retention::default(),
             last_applied: LogIndex::ZERO,
             stats: HostStats::default(),
+            planted_skip_dedupe: false,
         }
+    }
+
+    /// Switches on the deliberate bug that runs retried commands again (the simulator's
+    /// sensitivity tests only).
+    pub fn plant_skip_dedupe(&mut self) {
+        self.planted_skip_dedupe = true;
     }
 
     /// The user's state machine.
@@ -346,7 +355,7 @@ impl<S: StateMachine> StateMachineHost<S> {
                 index,
                 result: Ok(result),
             });
-        } else if sequence <= applied_through {
+        } else if sequence <= applied_through && !self.planted_skip_dedupe {
             let result = match state.result(sequence) {
                 Some(cached) => {
                     self.stats.commands_deduplicated += 1;
@@ -362,6 +371,15 @@ impl<S: StateMachine> StateMachineHost<S> {
                 sequence,
                 index,
                 result,
+            });
+        } else if sequence <= applied_through {
+            // The planted bug: a retry runs again.
+            let result = self.run_command(index, session, operation);
+            applied.outcomes.push(Outcome::Command {
+                session,
+                sequence,
+                index,
+                result: Ok(result),
             });
         } else if sequence == applied_through + 1 {
             self.run_in_order(index, session, sequence, operation, applied);

@@ -26,6 +26,8 @@ pub struct ServerCluster {
     pub stores: Vec<Store>,
     bootstrap: Configuration,
     pub server_config: ServerConfig,
+    /// The drift bound servers assume (for servers started after it is set).
+    pub clock_drift_ppm_max: u64,
     pub now_ms: u64,
     queue: VecDeque<(u64, u64, PeerMessage)>,
     /// Cut-off servers: messages to or from them are dropped (clients still reach them).
@@ -33,10 +35,17 @@ pub struct ServerCluster {
     /// Everything sent to clients: (server, connection, message).
     pub inbox: Vec<(u64, ConnectionId, ToClient)>,
     next_request: u64,
+    /// Per server: (shared time when its rate last changed, its clock then, rate in ‰).
+    clocks: Vec<(u64, u64, u64)>,
 }
 
 impl ServerCluster {
     pub fn new(count: u64) -> ServerCluster {
+        ServerCluster::with_drift_bound(count, crate::config::CLOCK_DRIFT_PPM_MAX_DEFAULT)
+    }
+
+    /// `count` servers that assume clocks drift at most `clock_drift_ppm_max`.
+    pub fn with_drift_bound(count: u64, clock_drift_ppm_max: u64) -> ServerCluster {
         let ids: Vec<u64> = (1..=count).collect();
         let mut cluster = ServerCluster {
             servers: Vec::new(),
@@ -47,17 +56,31 @@ impl ServerCluster {
                 request_timeout_ms: 4 * ELECTION_TIMEOUT_MS,
                 ..ServerConfig::default()
             },
+            clock_drift_ppm_max,
             now_ms: 0,
             queue: VecDeque::new(),
             cut: BTreeSet::new(),
             inbox: Vec::new(),
             next_request: 0,
+            clocks: vec![(0, 0, 1000); ids.len()],
         };
         for id in ids {
             cluster.servers.push(None);
             cluster.start(id);
         }
         cluster
+    }
+
+    /// Server `id`'s clock now: it runs at its own rate (a drifting clock).
+    pub fn clock(&self, id: u64) -> crate::Time {
+        let (since, base, rate) = self.clocks[usize::try_from(id - 1).expect("small id")];
+        at(base + (self.now_ms - since) * rate / 1000)
+    }
+
+    /// From now on server `id`'s clock runs at `rate_permille` ‰ of real time.
+    pub fn set_clock_rate(&mut self, id: u64, rate_permille: u64) {
+        let now = self.clock(id).monotonic_ms;
+        self.clocks[usize::try_from(id - 1).expect("small id")] = (self.now_ms, now, rate_permille);
     }
 
     /// Starts (or restarts) server `id` from its disk.
@@ -68,8 +91,8 @@ impl ServerCluster {
             hard_state: store.hard_state,
             entries: store.entries.clone(),
         };
-        let now = at(self.now_ms);
-        let replica = Replica::new(config(id), self.bootstrap.clone(), restored, now);
+        let now = self.clock(id);
+        let replica = Replica::new(self.replica_config(id), self.bootstrap.clone(), restored, now);
         let server = Server::new(
             self.server_config.clone(),
             replica,
@@ -77,6 +100,13 @@ impl ServerCluster {
             now,
         );
         self.servers[position] = Some(server);
+    }
+
+    /// The replica settings of server `id` (the test's clock-drift bound included).
+    fn replica_config(&self, id: u64) -> crate::ReplicaConfig {
+        let mut replica_config = config(id);
+        replica_config.clock_drift_ppm_max = self.clock_drift_ppm_max;
+        replica_config
     }
 
     /// Crashes server `id`: its memory is gone, its disk stays.
@@ -132,8 +162,9 @@ impl ServerCluster {
             let Some(persist_id) = durable else {
                 return;
             };
+            let now = self.clock(id);
             let server = self.servers[position].as_mut().expect("up");
-            server.on_persisted(persist_id, at(self.now_ms), &mut out);
+            server.on_persisted(persist_id, now, &mut out);
         }
     }
 
@@ -146,7 +177,7 @@ impl ServerCluster {
             if self.cut.contains(&from) || self.cut.contains(&to) {
                 continue;
             }
-            let now = at(self.now_ms);
+            let now = self.clock(to);
             self.input(to, |server, out| {
                 server.on_peer_message(ReplicaId(from), message, now, out);
             });
@@ -158,8 +189,8 @@ impl ServerCluster {
         let end = self.now_ms + duration_ms;
         while self.now_ms < end {
             self.now_ms = (self.now_ms + STEP_MS).min(end);
-            let now = at(self.now_ms);
             for id in self.ids() {
+                let now = self.clock(id);
                 self.input(id, |server, out| server.tick(now, out));
             }
             self.deliver_all();
@@ -193,7 +224,7 @@ impl ServerCluster {
         self.next_request += 1;
         let request_id = self.next_request;
         let request = ClientRequest { request_id, body };
-        let now = at(self.now_ms);
+        let now = self.clock(id);
         self.input(id, |server, out| {
             server.on_client_request(ConnectionId(connection), request, now, out);
         });

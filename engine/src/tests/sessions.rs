@@ -379,3 +379,34 @@ fn unknown_sessions_are_refused_everywhere() {
         Err(ClientError::UnknownSession)
     );
 }
+
+/// Cuts the leader off after its clock slowed to 70% and the others' sped up to 130%, lets
+/// the others elect a leader and write there, then reads on the old leader's lease.
+fn lease_read_after_drift(clock_drift_ppm_max: u64) -> Result<Option<u64>, ClientError> {
+    let mut cluster = ServerCluster::with_drift_bound(3, clock_drift_ppm_max);
+    let old = cluster.elect();
+    let session = cluster.register(old, 1, 10, 60_000);
+    cluster.command(old, 1, session, 1, &Put(1, 1)).expect("write");
+    for id in 1..=3 {
+        cluster.set_clock_rate(id, if id == old { 700 } else { 1300 });
+    }
+    cluster.advance(30); // A heartbeat round renews the lease at the new rates.
+    cluster.cut.insert(old);
+    let new = cluster.elect();
+    assert_ne!(new, old);
+    cluster.command(new, 2, session, 2, &Put(1, 2)).expect("write at the new leader");
+    cluster.query(old, 1, session, QueryConsistency::LinearizableLease, &Get(1))
+}
+
+#[test]
+fn lease_reads_are_stale_when_clocks_drift_past_the_bound() {
+    // The servers assume perfect clocks: the old leader's lease outlives the followers'
+    // promise not to elect anyone, and it serves the value the new leader overwrote.
+    assert_eq!(lease_read_after_drift(0), Ok(Some(1)), "the stale read this test documents");
+    // With a bound that covers the drift, the lease is over before anyone else can lead:
+    // the old leader needs a round, which it cannot complete.
+    assert!(matches!(
+        lease_read_after_drift(249_000),
+        Err(ClientError::Query { .. } | ClientError::NoLeader)
+    ));
+}
