@@ -168,8 +168,10 @@ fn main() -> ExitCode {
     }
     outcomes.sort_by_key(|outcome| outcome.seed);
     let (mut passed, mut failed, mut simulated_us, mut operations) = (0u64, 0u64, 0u64, 0u64);
+    let mut checked = coracle_sim::runner::Checked::default();
     for outcome in &outcomes {
         report(outcome, arguments.verbose);
+        checked.add(&outcome.checked);
         simulated_us += outcome.simulated_us;
         operations += outcome.completed_count;
         if outcome.result.is_ok() {
@@ -187,6 +189,18 @@ fn main() -> ExitCode {
         simulated_us as f64 / 1e6,
         simulated_us as f64 / 1e6 / wall,
         operations
+    );
+    println!(
+        "checked: {} commands ({} resent), queries {} linearizable / {} lease / {} sequential / {} causal, {} events, {} expiries, {} client crashes",
+        checked.commands,
+        checked.command_retries,
+        checked.queries[0],
+        checked.queries[1],
+        checked.queries[2],
+        checked.queries[3],
+        checked.events,
+        checked.expiries,
+        checked.client_crashes
     );
     println!("{passed} passed, {failed} failed");
     if failed == 0 {

@@ -29,6 +29,40 @@ pub struct SeedOutcome {
     pub simulated_us: u64,
     /// Wall time spent, in µs.
     pub wall_us: u64,
+    /// What the session checkers judged: commands, queries by level, events, retries,
+    /// expiries, client crashes.
+    pub checked: Checked,
+}
+
+/// Counts of what a seed's checkers judged, summed over a run.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Checked {
+    /// Commands completed.
+    pub commands: u64,
+    /// Command requests sent again with the same session and sequence.
+    pub command_retries: u64,
+    /// Queries completed: linearizable, lease, sequential, causal.
+    pub queries: [u64; 4],
+    /// Session events delivered.
+    pub events: u64,
+    /// Session expiries logged by leaders.
+    pub expiries: u64,
+    /// Clients that crashed and abandoned their session.
+    pub client_crashes: u64,
+}
+
+impl Checked {
+    /// Adds another seed's counts.
+    pub fn add(&mut self, other: &Checked) {
+        self.commands += other.commands;
+        self.command_retries += other.command_retries;
+        for (total, count) in self.queries.iter_mut().zip(other.queries) {
+            *total += count;
+        }
+        self.events += other.events;
+        self.expiries += other.expiries;
+        self.client_crashes += other.client_crashes;
+    }
 }
 
 /// Runs one simulation with `options` and checks its history.
@@ -58,6 +92,14 @@ pub fn run_seed(options: SimOptions) -> SeedOutcome {
         crashes_count: stats.crashes_count,
         simulated_us: simulator.now_us(),
         wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        checked: Checked {
+            commands: stats.commands_count,
+            command_retries: stats.command_retries_count,
+            queries: stats.queries_count,
+            events: stats.events_delivered_count,
+            expiries: stats.expiries_count,
+            client_crashes: stats.client_crashes_count,
+        },
     }
 }
 

@@ -702,7 +702,8 @@ impl ClientSession {
                 self.note_index(index);
                 self.connection.succeeded(from);
                 let result = Ok(Completion { index, output });
-                let gate = (!self.config.planted_bugs.response_before_events).then_some(event_index);
+                let gate =
+                    (!self.config.planted_bugs.response_before_events).then_some(event_index);
                 self.sequencer.complete(id, result, gate, now_ms, out);
             }
             // The wrong kind of answer: the server is broken.

@@ -72,7 +72,12 @@ impl<S: StateMachine> Server<S> {
         let leading = self.leadership.is_some();
         let read = match consistency {
             QueryConsistency::Linearizable | QueryConsistency::LinearizableLease
-                if !leading && self.replica.replica_config().planted_bugs.follower_linearizable_reads =>
+                if !leading
+                    && self
+                        .replica
+                        .replica_config()
+                        .planted_bugs
+                        .follower_linearizable_reads =>
             {
                 // The planted bug: a follower answers from its own, possibly stale, state.
                 ReadState::Local

@@ -156,8 +156,14 @@ impl StateMachine for TestMachine {
         self.listener_calls.push(format!("expire {}", session.0));
     }
 
-    fn on_close(&mut self, session: SessionId, _context: &mut Context<'_, Self>) {
+    fn on_close(&mut self, session: SessionId, context: &mut Context<'_, Self>) {
         self.listener_calls.push(format!("close {}", session.0));
+        // Tell everyone else (Copycat's "close events" scenario).
+        let others: Vec<SessionId> = context.sessions().iter().map(|other| other.id()).collect();
+        for other in others {
+            let payload = Bytes::from(session.0.to_le_bytes().to_vec());
+            let _ = context.publish(other, "closed", payload);
+        }
         let held: Vec<u64> = self
             .locks
             .iter()

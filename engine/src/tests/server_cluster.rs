@@ -92,7 +92,12 @@ impl ServerCluster {
             entries: store.entries.clone(),
         };
         let now = self.clock(id);
-        let replica = Replica::new(self.replica_config(id), self.bootstrap.clone(), restored, now);
+        let replica = Replica::new(
+            self.replica_config(id),
+            self.bootstrap.clone(),
+            restored,
+            now,
+        );
         let server = Server::new(
             self.server_config.clone(),
             replica,

@@ -386,7 +386,9 @@ fn lease_read_after_drift(clock_drift_ppm_max: u64) -> Result<Option<u64>, Clien
     let mut cluster = ServerCluster::with_drift_bound(3, clock_drift_ppm_max);
     let old = cluster.elect();
     let session = cluster.register(old, 1, 10, 60_000);
-    cluster.command(old, 1, session, 1, &Put(1, 1)).expect("write");
+    cluster
+        .command(old, 1, session, 1, &Put(1, 1))
+        .expect("write");
     for id in 1..=3 {
         cluster.set_clock_rate(id, if id == old { 700 } else { 1300 });
     }
@@ -394,19 +396,196 @@ fn lease_read_after_drift(clock_drift_ppm_max: u64) -> Result<Option<u64>, Clien
     cluster.cut.insert(old);
     let new = cluster.elect();
     assert_ne!(new, old);
-    cluster.command(new, 2, session, 2, &Put(1, 2)).expect("write at the new leader");
-    cluster.query(old, 1, session, QueryConsistency::LinearizableLease, &Get(1))
+    cluster
+        .command(new, 2, session, 2, &Put(1, 2))
+        .expect("write at the new leader");
+    cluster.query(
+        old,
+        1,
+        session,
+        QueryConsistency::LinearizableLease,
+        &Get(1),
+    )
 }
 
 #[test]
 fn lease_reads_are_stale_when_clocks_drift_past_the_bound() {
     // The servers assume perfect clocks: the old leader's lease outlives the followers'
     // promise not to elect anyone, and it serves the value the new leader overwrote.
-    assert_eq!(lease_read_after_drift(0), Ok(Some(1)), "the stale read this test documents");
+    assert_eq!(
+        lease_read_after_drift(0),
+        Ok(Some(1)),
+        "the stale read this test documents"
+    );
     // With a bound that covers the drift, the lease is over before anyone else can lead:
     // the old leader needs a round, which it cannot complete.
     assert!(matches!(
         lease_read_after_drift(249_000),
         Err(ClientError::Query { .. } | ClientError::NoLeader)
     ));
+}
+
+/// Every batch a connection received for `session`, as (previous, index, names).
+fn received(
+    cluster: &ServerCluster,
+    connection: u64,
+    session: SessionId,
+) -> Vec<(u64, u64, Vec<String>)> {
+    cluster
+        .batches(connection)
+        .into_iter()
+        .filter(|batch| batch.session == session)
+        .map(|batch| {
+            let names = batch
+                .events
+                .iter()
+                .map(|event| event.name.clone())
+                .collect();
+            (batch.previous_index.0, batch.event_index.0, names)
+        })
+        .collect()
+}
+
+/// The batches chain from the session id, with no repeats, and hold `names` in order.
+fn assert_chain(batches: &[(u64, u64, Vec<String>)], session: SessionId, names: &[&str]) {
+    let mut previous = session.0;
+    let mut seen = Vec::new();
+    for (batch_previous, index, batch_names) in batches {
+        if *index <= previous {
+            continue; // A resend of a batch already received.
+        }
+        assert_eq!(*batch_previous, previous, "{batches:?}");
+        previous = *index;
+        seen.extend(batch_names.iter().cloned());
+    }
+    assert_eq!(seen, names, "{batches:?}");
+}
+
+#[test]
+fn events_reach_many_sessions_each_in_order() {
+    let mut cluster = ServerCluster::new(3);
+    let leader = cluster.elect();
+    let mut listeners = Vec::new();
+    for client in 0..9u64 {
+        let server = client % 3 + 1;
+        let connection = 100 + client;
+        let session = cluster.register(server, connection, u128::from(client) + 1, 0);
+        listeners.push((connection, session));
+    }
+    let speaker = cluster.register(leader, 1, 99, 0);
+    let names: Vec<String> = (0..12).map(|step| format!("e{step}")).collect();
+    for (sequence, name) in names.iter().enumerate() {
+        let sequence = sequence as u64 + 1;
+        cluster
+            .command(leader, 1, speaker, sequence, &Shout(name.clone()))
+            .expect("shout");
+    }
+    cluster.advance(200);
+    let expected: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (connection, session) in listeners {
+        assert_chain(&received(&cluster, connection, session), session, &expected);
+    }
+}
+
+#[test]
+fn events_go_on_after_a_leader_kill_and_a_follower_kill() {
+    let mut cluster = ServerCluster::new(3);
+    let first = cluster.elect();
+    let follower = first % 3 + 1;
+    let on_leader = cluster.register(first, 10, 1, 60_000);
+    let on_follower = cluster.register(follower, 11, 2, 60_000);
+    let speaker = cluster.register(first, 1, 3, 60_000);
+    cluster
+        .command(first, 1, speaker, 1, &Shout("before".into()))
+        .expect("shout");
+    cluster.advance(100);
+    // The leader dies. The client that was connected to it connects elsewhere and gets
+    // what it had not acknowledged; the speaker goes on at the new leader.
+    cluster.crash(first);
+    let second = cluster.elect();
+    cluster
+        .ask(
+            second,
+            12,
+            RequestBody::Connect {
+                client: ClientId(1),
+            },
+        )
+        .expect("connect");
+    cluster
+        .command(second, 2, speaker, 2, &Shout("after-leader".into()))
+        .expect("shout");
+    // A follower dies too (the one that is neither the new leader nor the listener's).
+    let third = (1..=3)
+        .find(|&id| id != first && id != second)
+        .expect("three");
+    cluster.start(first);
+    cluster.advance(300);
+    cluster.crash(third);
+    let survivor_connection = if third == follower { 13 } else { 11 };
+    if third == follower {
+        cluster
+            .ask(
+                second,
+                13,
+                RequestBody::Connect {
+                    client: ClientId(2),
+                },
+            )
+            .expect("connect");
+    }
+    cluster
+        .command(second, 2, speaker, 3, &Shout("after-follower".into()))
+        .expect("shout");
+    cluster.advance(300);
+    let mut on_leader_batches = received(&cluster, 10, on_leader);
+    on_leader_batches.extend(received(&cluster, 12, on_leader));
+    assert_chain(
+        &on_leader_batches,
+        on_leader,
+        &["before", "after-leader", "after-follower"],
+    );
+    let mut on_follower_batches = received(&cluster, 11, on_follower);
+    if survivor_connection == 13 {
+        on_follower_batches.extend(received(&cluster, 13, on_follower));
+    }
+    assert_chain(
+        &on_follower_batches,
+        on_follower,
+        &["before", "after-leader", "after-follower"],
+    );
+}
+
+#[test]
+fn expire_and_close_events_reach_the_other_sessions() {
+    let mut cluster = ServerCluster::new(3);
+    let leader = cluster.elect();
+    let watcher = cluster.register(leader, 1, 1, 60_000);
+    let quitter = cluster.register(leader, 2, 2, 60_000);
+    let silent = cluster.register(leader, 3, 3, 1_000);
+    cluster
+        .ask(leader, 2, RequestBody::Unregister { session: quitter })
+        .expect("unregister");
+    // The watcher keeps alive while the silent session expires.
+    for _ in 0..8 {
+        cluster
+            .ask(leader, 1, keep_alive(watcher, 0))
+            .expect("alive");
+        cluster.advance(400);
+    }
+    let closed: Vec<u64> = cluster
+        .batches(1)
+        .iter()
+        .flat_map(|batch| batch.events.iter())
+        .filter(|event| event.name == "closed")
+        .map(|event| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&event.payload);
+            u64::from_le_bytes(bytes)
+        })
+        .collect();
+    assert_eq!(closed, vec![quitter.0, silent.0]);
+    let calls = &cluster.server(leader).host().machine().listener_calls;
+    assert!(calls.contains(&format!("unregister {}", quitter.0)));
+    assert!(calls.contains(&format!("expire {}", silent.0)));
 }

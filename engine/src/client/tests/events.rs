@@ -129,7 +129,10 @@ fn a_missing_event_is_asked_for_then_sought_elsewhere_and_holds_the_response() {
     // A request timeout without the batch: a reset to the same server.
     let mut now = REQUEST_TIMEOUT_MS;
     harness.tick(now);
-    assert!(harness.take_completions().is_empty(), "released ahead of its events");
+    assert!(
+        harness.take_completions().is_empty(),
+        "released ahead of its events"
+    );
     let sent = harness.pop_all();
     assert_eq!(resets(&sent), vec![10]);
     assert!(sent.iter().all(|sent| sent.to == server));
@@ -137,14 +140,19 @@ fn a_missing_event_is_asked_for_then_sought_elsewhere_and_holds_the_response() {
     // which pushes every unacknowledged batch when the client connects.
     now += REQUEST_TIMEOUT_MS;
     harness.tick(now);
-    assert!(harness.take_completions().is_empty(), "released ahead of its events");
+    assert!(
+        harness.take_completions().is_empty(),
+        "released ahead of its events"
+    );
     let sent = harness.pop_all();
     let other = if server == 1 { 2 } else { 1 };
     assert!(
-        sent.iter().any(|sent| sent.to == other
-            && matches!(sent.body, RequestBody::Connect { .. })),
+        sent.iter()
+            .any(|sent| sent.to == other && matches!(sent.body, RequestBody::Connect { .. })),
         "moved to server {other}: {:?}",
-        sent.iter().map(|sent| (sent.to, sent.body.name())).collect::<Vec<_>>()
+        sent.iter()
+            .map(|sent| (sent.to, sent.body.name()))
+            .collect::<Vec<_>>()
     );
     // The batch comes (twice): delivered once, then the response.
     harness.publish(other, batch(10, 10, 12, &["x"]));
