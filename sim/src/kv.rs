@@ -203,9 +203,24 @@ pub struct PublishedEvent {
     pub value: i64,
 }
 
+/// What happened to locks, in apply order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockEvent {
+    /// `session` took the free lock `key`.
+    Acquired(Key, SessionId),
+    /// `session` gave `key` back.
+    Unlocked(Key, SessionId),
+    /// `key` was released because its holder `session` closed.
+    ReleasedOnClose(Key, SessionId),
+    /// `session` closed (after its locks were released).
+    Closed(SessionId),
+}
+
 /// What the machine did, in apply order.
 #[derive(Clone, Debug, Default)]
 pub struct Journal {
+    /// Every change to locks and every close, in order.
+    pub locks: Vec<LockEvent>,
     /// Every write that took effect.
     pub writes: Vec<AppliedWrite>,
     /// Every command run, as (index, session, op id).
@@ -298,10 +313,16 @@ impl StateMachine for SimKv {
                     (true, None) => {
                         kv.locks.insert(key, commit.session());
                         kv.journal.acquired.push((key, commit.session()));
+                        kv.journal
+                            .locks
+                            .push(LockEvent::Acquired(key, commit.session()));
                         true
                     }
                     (false, Some(holder)) if holder == commit.session() => {
                         kv.locks.remove(&key);
+                        kv.journal
+                            .locks
+                            .push(LockEvent::Unlocked(key, commit.session()));
                         true
                     }
                     _ => false,
@@ -331,7 +352,11 @@ impl StateMachine for SimKv {
         for key in held {
             self.locks.remove(&key);
             self.journal.released_on_close.push((key, session));
+            self.journal
+                .locks
+                .push(LockEvent::ReleasedOnClose(key, session));
         }
+        self.journal.locks.push(LockEvent::Closed(session));
         let expired = self.expiring.take() == Some(session);
         self.journal
             .closed

@@ -10,15 +10,16 @@
 //!   none twice, none skipped; and every event published before an operation ran is
 //!   delivered before that operation's completion.
 //! - Exactly once: no command (each carries an id unique in the run) ran twice.
-//! - Locks: a lock is released on its holder's close at most once, and only for a session
-//!   that closed.
+//! - Locks: replaying every lock change in order, a lock is taken only when free, given back
+//!   or released only by its holder, and a session that closes holds nothing afterwards:
+//!   what it held was released exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use coracle_engine::session::SessionId;
 use coracle_engine::LogIndex;
 
-use crate::kv::{AppliedWrite, Journal, Key, PublishedEvent};
+use crate::kv::{AppliedWrite, Journal, Key, LockEvent, PublishedEvent};
 
 /// A completed read, as a client saw it.
 #[derive(Clone, Debug)]
@@ -188,7 +189,7 @@ pub fn check_client(
     Ok(())
 }
 
-/// No command ran twice; locks were released at most once, and only for closed sessions.
+/// No command ran twice; every lock a closing session held was released exactly once.
 ///
 /// # Errors
 /// The duplicate or the bad release.
@@ -201,20 +202,32 @@ pub fn check_journal(journal: &Journal) -> Result<(), String> {
             ));
         }
     }
-    let closed: BTreeSet<SessionId> = journal
-        .closed
-        .iter()
-        .map(|(session, _, _)| *session)
-        .collect();
-    let mut released = BTreeSet::new();
-    for &(key, session) in &journal.released_on_close {
-        if !released.insert((key, session)) {
-            return Err(format!("locks: lock {key} of {session} released twice"));
-        }
-        if !closed.contains(&session) {
-            return Err(format!(
-                "locks: lock {key} released for {session}, which never closed"
-            ));
+    let mut holders: BTreeMap<Key, SessionId> = BTreeMap::new();
+    let mut closed = BTreeSet::new();
+    for (position, event) in journal.locks.iter().enumerate() {
+        let broken = |what: String| Err(format!("locks: event {position} ({event:?}): {what}"));
+        match *event {
+            LockEvent::Acquired(key, session) => {
+                if let Some(holder) = holders.insert(key, session) {
+                    return broken(format!("lock {key} was held by {holder}"));
+                }
+                if closed.contains(&session) {
+                    return broken(format!("{session} had closed"));
+                }
+            }
+            LockEvent::Unlocked(key, session) | LockEvent::ReleasedOnClose(key, session) => {
+                if holders.remove(&key) != Some(session) {
+                    return broken(format!(
+                        "{session} did not hold lock {key} (released twice?)"
+                    ));
+                }
+            }
+            LockEvent::Closed(session) => {
+                if let Some((key, _)) = holders.iter().find(|(_, holder)| **holder == session) {
+                    return broken(format!("{session} closed still holding lock {key}"));
+                }
+                closed.insert(session);
+            }
         }
     }
     Ok(())
@@ -320,14 +333,30 @@ mod tests {
         assert!(check_journal(&journal)
             .unwrap_err()
             .contains("exactly once"));
-        let mut journal = Journal::default();
-        journal.closed.push((SessionId(1), LogIndex(4), true));
-        journal.released_on_close.push((3, SessionId(1)));
+        let session = SessionId(1);
+        let mut journal = Journal {
+            locks: vec![
+                LockEvent::Acquired(3, session),
+                LockEvent::ReleasedOnClose(3, session),
+                LockEvent::Closed(session),
+            ],
+            ..Journal::default()
+        };
         assert!(check_journal(&journal).is_ok());
-        journal.released_on_close.push((3, SessionId(1)));
-        assert!(check_journal(&journal).unwrap_err().contains("twice"));
-        let mut journal = Journal::default();
-        journal.released_on_close.push((3, SessionId(9)));
-        assert!(check_journal(&journal).is_err());
+        journal
+            .locks
+            .insert(2, LockEvent::ReleasedOnClose(3, session));
+        assert!(check_journal(&journal)
+            .unwrap_err()
+            .contains("released twice"));
+        journal.locks = vec![LockEvent::Acquired(3, session), LockEvent::Closed(session)];
+        assert!(check_journal(&journal)
+            .unwrap_err()
+            .contains("still holding"));
+        journal.locks = vec![
+            LockEvent::Acquired(3, session),
+            LockEvent::Acquired(3, SessionId(2)),
+        ];
+        assert!(check_journal(&journal).unwrap_err().contains("was held"));
     }
 }
