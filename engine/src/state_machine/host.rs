@@ -547,13 +547,15 @@ impl<S: StateMachine> StateMachineHost<S> {
         }
     }
 
-    fn call_listener(
+    /// Runs user code (a listener, a task, an executed closure) with a context at `index`
+    /// and `clock_ms`; a panic is counted and contained.
+    fn run_user(
         &mut self,
         index: LogIndex,
+        clock_ms: u64,
         changing: Option<SessionId>,
-        listener: impl FnOnce(&mut S, &mut Context<'_, S>),
+        code: impl FnOnce(&mut S, &mut Context<'_, S>),
     ) {
-        let clock = self.clock_ms();
         let Self {
             machine,
             sessions,
@@ -561,10 +563,19 @@ impl<S: StateMachine> StateMachineHost<S> {
             stats,
             ..
         } = self;
-        let mut context = Context::new(index, clock, sessions, changing, machinery);
-        if catch_unwind(AssertUnwindSafe(|| listener(machine, &mut context))).is_err() {
+        let mut context = Context::new(index, clock_ms, sessions, changing, machinery);
+        if catch_unwind(AssertUnwindSafe(|| code(machine, &mut context))).is_err() {
             stats.panics += 1;
         }
+    }
+
+    fn call_listener(
+        &mut self,
+        index: LogIndex,
+        changing: Option<SessionId>,
+        listener: impl FnOnce(&mut S, &mut Context<'_, S>),
+    ) {
+        self.run_user(index, self.clock_ms(), changing, listener);
         self.run_executes();
     }
 
@@ -574,33 +585,14 @@ impl<S: StateMachine> StateMachineHost<S> {
                 continue; // Cancelled by a task that ran before it.
             };
             self.machinery.scheduler.run_at(due.due_ms);
-            let Self {
-                machine,
-                sessions,
-                machinery,
-                stats,
-                ..
-            } = self;
-            let mut context = Context::new(index, due.due_ms, sessions, None, machinery);
-            let task = match task {
-                Task::Once(task) => {
-                    let run = catch_unwind(AssertUnwindSafe(|| task(machine, &mut context)));
-                    if run.is_err() {
-                        stats.panics += 1;
-                    }
-                    None
-                }
+            match task {
+                Task::Once(task) => self.run_user(index, due.due_ms, None, task),
                 Task::Every(mut task) => {
-                    let run = catch_unwind(AssertUnwindSafe(|| task(machine, &mut context)));
-                    if run.is_err() {
-                        stats.panics += 1;
+                    self.run_user(index, due.due_ms, None, &mut task);
+                    // Unless it cancelled itself, it runs again.
+                    if self.machinery.scheduler.contains(due.id) {
+                        self.machinery.tasks.insert(due.id, Task::Every(task));
                     }
-                    Some(task)
-                }
-            };
-            if let Some(task) = task {
-                if self.machinery.scheduler.contains(due.id) {
-                    self.machinery.tasks.insert(due.id, Task::Every(task));
                 }
             }
             self.run_executes();
@@ -611,18 +603,7 @@ impl<S: StateMachine> StateMachineHost<S> {
     fn run_executes(&mut self) {
         let index = self.last_applied;
         while let Some(task) = self.machinery.executes.pop_front() {
-            let clock = self.clock_ms();
-            let Self {
-                machine,
-                sessions,
-                machinery,
-                stats,
-                ..
-            } = self;
-            let mut context = Context::new(index, clock, sessions, None, machinery);
-            if catch_unwind(AssertUnwindSafe(|| task(machine, &mut context))).is_err() {
-                stats.panics += 1;
-            }
+            self.run_user(index, self.clock_ms(), None, task);
         }
     }
 
