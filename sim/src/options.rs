@@ -102,9 +102,9 @@ impl SimOptions {
                 prng.range(500, 5_000)
             },
             faults: true,
-            append_size_bytes_max: match prng.range(0, 4) {
-                0 | 1 => 32 * 1024,
-                2 => 512,
+            append_size_bytes_max: match prng.range(0, 3) {
+                0 => 32 * 1024,
+                1 => 512,
                 _ => 64,
             },
             pipeline_depth: [1, 2, 8][usize::try_from(prng.range(0, 3)).expect("small")],
@@ -118,7 +118,7 @@ impl SimOptions {
             } else {
                 0
             },
-            leader_churn_interval_us: if prng.chance(1, 4) {
+            leader_churn_interval_us: if prng.chance(1, 3) {
                 prng.range(150_000, 600_000)
             } else {
                 0
