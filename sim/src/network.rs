@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use coracle_engine::server::PeerMessage;
+use coracle_engine::server::{ConnectionId, PeerMessage};
 use coracle_engine::session::{ClientRequest, ToClient};
 use coracle_engine::Prng;
 
@@ -21,10 +21,20 @@ pub enum Endpoint {
 pub enum Packet {
     /// Between servers: Raft, and client requests forwarded to the leader.
     Peer(PeerMessage),
-    /// A client's request to a server.
-    Request(ClientRequest),
-    /// A server's response or event batch to a client.
-    ToClient(ToClient),
+    /// A client's request to a server, on one of the client's connections.
+    Request {
+        /// The connection (a client that starts over gets a new one).
+        connection: ConnectionId,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// A server's response or event batch to a client, on the connection it belongs to.
+    ToClient {
+        /// The connection.
+        connection: ConnectionId,
+        /// The message.
+        message: ToClient,
+    },
 }
 
 /// Loss, duplication and delay settings; partitions as blocked directed links.

@@ -461,11 +461,14 @@ impl Simulator {
                 message,
             } => {
                 self.trace.u64(5).u64(connection.0);
-                let client = usize::try_from(connection.0).expect("small");
+                let client = connection_client(connection);
                 self.send(
                     Endpoint::Node(position),
                     Endpoint::Client(client),
-                    Packet::ToClient(message),
+                    Packet::ToClient {
+                        connection,
+                        message,
+                    },
                 );
             }
             ServerOutput::Applied { entries } => self.on_applied(position, &entries)?,
@@ -652,9 +655,14 @@ impl Simulator {
                             server.on_peer_message(sender, message, now, out);
                         })
                     }
-                    (Endpoint::Client(client), Packet::Request(request)) => {
+                    (
+                        Endpoint::Client(_),
+                        Packet::Request {
+                            connection,
+                            request,
+                        },
+                    ) => {
                         self.note_heard(position, &request.body);
-                        let connection = ConnectionId(client as u64);
                         let now = self.nodes[position].time(self.now_us);
                         self.with_server(position, |server, out| {
                             server.on_client_request(connection, request, now, out);
@@ -664,9 +672,21 @@ impl Simulator {
                 }
             }
             Endpoint::Client(client) => {
-                let (Endpoint::Node(server), Packet::ToClient(message)) = (from, packet) else {
+                let (
+                    Endpoint::Node(server),
+                    Packet::ToClient {
+                        connection,
+                        message,
+                    },
+                ) = (from, packet)
+                else {
                     return Ok(());
                 };
+                if connection != self.connection_of(client) {
+                    // For a client that has crashed and started over since: its connection
+                    // is gone, and so is this message.
+                    return Ok(());
+                }
                 let from = self.nodes[server].id;
                 let now_ms = self.now_us / 1000;
                 self.narrate(|| match &message {
@@ -697,6 +717,13 @@ impl Simulator {
     }
 
     // ----- Clients -----
+
+    /// The connection a client uses to every server: its position and its incarnation,
+    /// so that a client that crashed and started over never gets its predecessor's mail.
+    fn connection_of(&self, position: usize) -> ConnectionId {
+        let client_id = u64::try_from(self.clients[position].client_id).expect("small ids");
+        ConnectionId(client_id << 16 | position as u64)
+    }
 
     /// Starts a client afresh: a new client id, a new session.
     fn client_start(&mut self, position: usize) -> Result<(), String> {
@@ -895,15 +922,19 @@ impl Simulator {
                     )
                 });
                 self.trace.u64(6).u64(to.0);
+                let connection = self.connection_of(position);
                 self.send(
                     Endpoint::Client(position),
                     Endpoint::Node(node_position(to)),
-                    Packet::Request(request),
+                    Packet::Request {
+                        connection,
+                        request,
+                    },
                 );
             }
             ClientAction::Disconnect { server } => {
                 // The connection closes: that server stops pushing this client's events.
-                let connection = ConnectionId(position as u64);
+                let connection = self.connection_of(position);
                 if let Some(server) = self.nodes[node_position(server)].server.as_mut() {
                     server.on_connection_closed(connection);
                 }
@@ -1254,6 +1285,11 @@ fn describe(message: &coracle_engine::Message) -> String {
         }
         other => format!("{} t{}", other.name(), other.term()),
     }
+}
+
+/// The client a connection belongs to.
+fn connection_client(connection: ConnectionId) -> usize {
+    usize::try_from(connection.0 & 0xffff).expect("small")
 }
 
 /// The written value an event announces.

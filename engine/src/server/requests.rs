@@ -59,7 +59,7 @@ impl<S: StateMachine> Server<S> {
             self.respond(origin, Err(ClientError::NoLeader), out);
             return;
         };
-        self.next_forward_id += 1;
+        self.next_forward_id = self.next_forward_id.wrapping_add(1);
         let forward_id = self.next_forward_id;
         self.forwards.insert(
             forward_id,

@@ -108,6 +108,7 @@ impl<S: StateMachine> Server<S> {
         if let Err(reason) = config.validate() {
             panic!("invalid server configuration: {reason}");
         }
+        let next_forward_id = forward_ids_start(&replica, now);
         let mut host = StateMachineHost::new(machine);
         if replica.replica_config().planted_bugs.skip_dedupe {
             host.plant_skip_dedupe();
@@ -122,7 +123,7 @@ impl<S: StateMachine> Server<S> {
             connections: BTreeMap::new(),
             leadership: None,
             forwards: BTreeMap::new(),
-            next_forward_id: 0,
+            next_forward_id,
             queries: BTreeMap::new(),
             next_query_id: 0,
             stats: ServerStats::default(),
@@ -368,7 +369,7 @@ impl<S: StateMachine> Server<S> {
                         for entry in &entries {
                             self.applied.clear();
                             self.host.apply(entry, &mut self.applied);
-                            self.after_apply(out);
+                            self.after_apply(entry.term, out);
                         }
                         self.replica.on_applied(last);
                         out.push(ServerOutput::Applied { entries });
@@ -461,10 +462,10 @@ impl<S: StateMachine> Server<S> {
     }
 
     /// Answers the requests that waited on what the last entry did, and sends its events.
-    fn after_apply(&mut self, out: &mut Vec<ServerOutput>) {
+    fn after_apply(&mut self, term: Term, out: &mut Vec<ServerOutput>) {
         let outcomes = std::mem::take(&mut self.applied.outcomes);
         for outcome in &outcomes {
-            self.on_outcome(outcome, out);
+            self.on_outcome(outcome, term, out);
         }
         self.applied.outcomes = outcomes;
         let batches = std::mem::take(&mut self.applied.batches);
@@ -483,7 +484,12 @@ impl<S: StateMachine> Server<S> {
         self.applied.batches = batches;
     }
 
-    fn on_outcome(&mut self, outcome: &Outcome, out: &mut Vec<ServerOutput>) {
+    /// Answers whoever waits on what an entry of `term` did. A request keyed by index waits
+    /// for this leader's own entry there: an entry of another term at that index means its
+    /// own was overwritten (the replica reports losing leadership only after the entries
+    /// it learned of in the same input apply), and the request is told to retry instead of
+    /// getting another request's answer.
+    fn on_outcome(&mut self, outcome: &Outcome, term: Term, out: &mut Vec<ServerOutput>) {
         let now_ms = self.now.monotonic_ms;
         let (leader, members) = (self.replica.leader(), self.members());
         let Some(leadership) = self.leadership.as_mut() else {
@@ -505,7 +511,14 @@ impl<S: StateMachine> Server<S> {
                     leader,
                     members,
                 });
-                (leadership.by_index.remove(&session.index()), body)
+                let index = session.index();
+                match leadership.by_index.remove(&index) {
+                    Some(origin) if leadership.term != term => {
+                        self.respond(origin, Err(ClientError::NoLeader), out);
+                        return;
+                    }
+                    origin => (origin, body),
+                }
             }
             Outcome::KeptAlive {
                 index,
@@ -519,14 +532,26 @@ impl<S: StateMachine> Server<S> {
                 let body = result
                     .clone()
                     .map(|()| ResponseBody::KeepAlive { leader, members });
-                (leadership.by_index.remove(index), body)
+                match leadership.by_index.remove(index) {
+                    Some(origin) if leadership.term != term => {
+                        self.respond(origin, Err(ClientError::NoLeader), out);
+                        return;
+                    }
+                    origin => (origin, body),
+                }
             }
             Outcome::Unregistered { index, result, .. } => {
                 let body = match result {
                     Ok(_) => Ok(ResponseBody::Unregister),
                     Err(error) => Err(error.clone()),
                 };
-                (leadership.by_index.remove(index), body)
+                match leadership.by_index.remove(index) {
+                    Some(origin) if leadership.term != term => {
+                        self.respond(origin, Err(ClientError::NoLeader), out);
+                        return;
+                    }
+                    origin => (origin, body),
+                }
             }
             Outcome::Command {
                 session,
@@ -535,7 +560,13 @@ impl<S: StateMachine> Server<S> {
                 result,
             } => {
                 let origin = if *sequence == 0 {
-                    leadership.by_index.remove(index)
+                    match leadership.by_index.remove(index) {
+                        Some(origin) if leadership.term != term => {
+                            self.respond(origin, Err(ClientError::NoLeader), out);
+                            return;
+                        }
+                        origin => origin,
+                    }
                 } else {
                     leadership.by_sequence.remove(&(*session, *sequence))
                 };
@@ -576,4 +607,13 @@ impl<S: StateMachine> Server<S> {
         }
         self.expire_queries(out);
     }
+}
+
+/// Where a server's forward ids start: drawn from its seed and its start time, so that a
+/// restarted server does not reuse its predecessor's ids. A leader's late reply to a forward
+/// of the previous process would otherwise be taken for the answer to a new one, and a
+/// client would get another request's response (the simulator found this).
+fn forward_ids_start(replica: &Replica, now: Time) -> u64 {
+    let seed = replica.replica_config().seed ^ now.wall_ms ^ now.monotonic_ms.rotate_left(32);
+    crate::prng::Prng::new(seed).next_u64()
 }
