@@ -589,3 +589,58 @@ fn expire_and_close_events_reach_the_other_sessions() {
     assert!(calls.contains(&format!("unregister {}", quitter.0)));
     assert!(calls.contains(&format!("expire {}", silent.0)));
 }
+
+#[test]
+fn a_deposed_leader_never_answers_with_another_requests_outcome() {
+    let mut cluster = ServerCluster::new(3);
+    let old = cluster.elect();
+    cluster.cut.insert(old);
+    // The cut-off leader logs two registrations it can never commit.
+    for (connection, client) in [(1, 1), (2, 2)] {
+        let connect = RequestBody::Connect {
+            client: ClientId(client),
+        };
+        cluster.ask(old, connection, connect).expect("connect");
+    }
+    let first = cluster.send(
+        old,
+        1,
+        RequestBody::Register {
+            client: ClientId(1),
+            timeout_ms: 0,
+        },
+    );
+    let second = cluster.send(
+        old,
+        2,
+        RequestBody::Register {
+            client: ClientId(2),
+            timeout_ms: 0,
+        },
+    );
+    // The others elect a leader and commit another client's registration at the index of
+    // the old leader's second entry.
+    let new = cluster.elect();
+    let other = cluster.register(new, 3, 3, 0);
+    // The old leader hears of it: it applies the new leader's entries before it learns it
+    // lost, and must not hand either of its clients the other client's session.
+    cluster.cut.clear();
+    cluster.advance(300);
+    for request in [first, second] {
+        match cluster.response(request) {
+            Some(Ok(ResponseBody::Register { session, .. })) => {
+                assert_ne!(
+                    session, other,
+                    "request {request} got another client's session"
+                );
+            }
+            Some(Err(ClientError::NoLeader)) | None => {}
+            answer => panic!("request {request}: {answer:?}"),
+        }
+    }
+    let sessions = cluster.server(old).host().sessions();
+    assert_eq!(
+        sessions.get(other).map(|session| session.client()),
+        Some(ClientId(3))
+    );
+}
