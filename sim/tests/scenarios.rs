@@ -15,6 +15,7 @@ const TRANSCRIPTS: &[&str] = &[
     "figure8_planted_bug.txt",
     "membership.txt",
     "passive_catchup.txt",
+    "vote_without_persist_planted_bug.txt",
 ];
 
 fn testdata() -> PathBuf {
@@ -57,6 +58,11 @@ fn figure8_overwrite() {
 #[test]
 fn figure8_planted_bug() {
     run("figure8_planted_bug.txt");
+}
+
+#[test]
+fn vote_without_persist_planted_bug() {
+    run("vote_without_persist_planted_bug.txt");
 }
 
 #[test]
