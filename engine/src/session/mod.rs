@@ -13,6 +13,7 @@ pub mod ids;
 pub mod log_operation;
 pub mod protocol;
 pub mod reader;
+pub mod wire;
 
 pub use ids::{ClientId, SessionId};
 pub use log_operation::LogOperation;
