@@ -70,7 +70,9 @@ impl<S: StateMachine> Server<S> {
             return;
         }
         let leading = self.leadership.is_some();
-        let read = match consistency {
+        // Where the query runs: here (waiting for the leader to be ready, or not), or at the
+        // leader.
+        let (read, to_leader) = match consistency {
             QueryConsistency::Linearizable | QueryConsistency::LinearizableLease
                 if !leading
                     && self
@@ -80,18 +82,10 @@ impl<S: StateMachine> Server<S> {
                         .follower_linearizable_reads =>
             {
                 // The planted bug: a follower answers from its own, possibly stale, state.
-                ReadState::Local
+                (ReadState::Local, false)
             }
             QueryConsistency::Linearizable | QueryConsistency::LinearizableLease => {
-                if !leading {
-                    self.forward(
-                        origin,
-                        body_of(session, sequence, index, consistency, operation),
-                        out,
-                    );
-                    return;
-                }
-                ReadState::AwaitingReady
+                (ReadState::AwaitingReady, !leading)
             }
             QueryConsistency::Sequential | QueryConsistency::Causal => {
                 let has_log = matches!(
@@ -100,18 +94,18 @@ impl<S: StateMachine> Server<S> {
                 );
                 let behind = self.host.last_applied() < session.index()
                     || self.replica.log().last_index() < self.replica.commit_index();
-                let to_leader = !has_log || (consistency == QueryConsistency::Sequential && behind);
-                if to_leader && !leading {
-                    self.forward(
-                        origin,
-                        body_of(session, sequence, index, consistency, operation),
-                        out,
-                    );
-                    return;
-                }
-                ReadState::Local
+                let sequential_behind = consistency == QueryConsistency::Sequential && behind;
+                (
+                    ReadState::Local,
+                    !leading && (!has_log || sequential_behind),
+                )
             }
         };
+        if to_leader {
+            let body = body_of(session, sequence, index, consistency, operation);
+            self.forward(origin, body, out);
+            return;
+        }
         self.next_query_id += 1;
         let id = self.next_query_id;
         self.queries.insert(
