@@ -498,7 +498,9 @@ impl<S: StateMachine> Server<S> {
             }
             return;
         };
-        let (origin, body) = match outcome {
+        // Whether a request waiting on this index waits for this very entry.
+        let own_entry = leadership.term == term;
+        let (origin, body, keyed_by_index) = match outcome {
             Outcome::Registered {
                 session,
                 timeout_ms,
@@ -511,14 +513,7 @@ impl<S: StateMachine> Server<S> {
                     leader,
                     members,
                 });
-                let index = session.index();
-                match leadership.by_index.remove(&index) {
-                    Some(origin) if leadership.term != term => {
-                        self.respond(origin, Err(ClientError::NoLeader), out);
-                        return;
-                    }
-                    origin => (origin, body),
-                }
+                (leadership.by_index.remove(&session.index()), body, true)
             }
             Outcome::KeptAlive {
                 index,
@@ -532,26 +527,14 @@ impl<S: StateMachine> Server<S> {
                 let body = result
                     .clone()
                     .map(|()| ResponseBody::KeepAlive { leader, members });
-                match leadership.by_index.remove(index) {
-                    Some(origin) if leadership.term != term => {
-                        self.respond(origin, Err(ClientError::NoLeader), out);
-                        return;
-                    }
-                    origin => (origin, body),
-                }
+                (leadership.by_index.remove(index), body, true)
             }
             Outcome::Unregistered { index, result, .. } => {
                 let body = match result {
                     Ok(_) => Ok(ResponseBody::Unregister),
                     Err(error) => Err(error.clone()),
                 };
-                match leadership.by_index.remove(index) {
-                    Some(origin) if leadership.term != term => {
-                        self.respond(origin, Err(ClientError::NoLeader), out);
-                        return;
-                    }
-                    origin => (origin, body),
-                }
+                (leadership.by_index.remove(index), body, true)
             }
             Outcome::Command {
                 session,
@@ -560,13 +543,7 @@ impl<S: StateMachine> Server<S> {
                 result,
             } => {
                 let origin = if *sequence == 0 {
-                    match leadership.by_index.remove(index) {
-                        Some(origin) if leadership.term != term => {
-                            self.respond(origin, Err(ClientError::NoLeader), out);
-                            return;
-                        }
-                        origin => origin,
-                    }
+                    leadership.by_index.remove(index)
                 } else {
                     leadership.by_sequence.remove(&(*session, *sequence))
                 };
@@ -575,7 +552,7 @@ impl<S: StateMachine> Server<S> {
                     event_index: result.event_index,
                     output: result.output,
                 });
-                (origin, body)
+                (origin, body, *sequence == 0)
             }
             Outcome::Closed { session, .. } => {
                 leadership.heard_ms.remove(session);
@@ -584,6 +561,13 @@ impl<S: StateMachine> Server<S> {
                 self.fail_session_queries(*session, out);
                 return;
             }
+        };
+        // Its own entry was overwritten by another leader's: retry, rather than take
+        // another request's answer.
+        let body = if keyed_by_index && !own_entry {
+            Err(ClientError::NoLeader)
+        } else {
+            body
         };
         if let Some(origin) = origin {
             self.respond(origin, body, out);
