@@ -119,6 +119,19 @@ impl Reader {
         Ok(self.bytes.slice(start..start + size))
     }
 
+    /// A u32 length followed by that many bytes of UTF-8 text.
+    ///
+    /// # Errors
+    /// If the length runs past the input, or the bytes are not UTF-8 (the error names the
+    /// first bad byte).
+    pub fn text(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let bytes = self.bytes(what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|error| DecodeError::Invalid {
+            what,
+            value: error.utf8_error().valid_up_to() as u64,
+        })
+    }
+
     /// Everything not read yet, shared with the input.
     pub fn rest(&mut self) -> Bytes {
         let rest = self.bytes.slice(self.offset..);

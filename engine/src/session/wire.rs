@@ -166,7 +166,7 @@ pub fn decode_to_client(bytes: &Bytes) -> Result<ToClient, DecodeError> {
             let mut events = Vec::new();
             for _ in 0..count {
                 events.push(SessionEvent {
-                    name: read_text(&mut reader, "event name")?,
+                    name: reader.text("event name")?,
                     payload: reader.bytes("event payload")?,
                 });
             }
@@ -306,23 +306,23 @@ pub fn read_body(reader: &mut Reader) -> Result<Result<ResponseBody, ClientError
             0 => ClientError::ClosedSession,
             1 => ClientError::NoLeader,
             2 => ClientError::Query {
-                reason: read_text(reader, "reason")?,
+                reason: reader.text("reason")?,
             },
             3 => ClientError::Command {
                 last_sequence: reader.u64("last sequence")?,
             },
             4 => ClientError::Application(ApplicationError {
-                message: read_text(reader, "message")?,
+                message: reader.text("message")?,
             }),
             5 => ClientError::IllegalMemberState {
-                reason: read_text(reader, "reason")?,
+                reason: reader.text("reason")?,
             },
             6 => ClientError::UnknownSession,
             7 => ClientError::Internal {
-                reason: read_text(reader, "reason")?,
+                reason: reader.text("reason")?,
             },
             8 => ClientError::Configuration {
-                reason: read_text(reader, "reason")?,
+                reason: reader.text("reason")?,
             },
             code => return Err(invalid("error code", code)),
         }),
@@ -390,18 +390,10 @@ fn read_output(reader: &mut Reader) -> Result<Result<Bytes, ApplicationError>, D
     match reader.u8("output tag")? {
         0 => Ok(Ok(reader.bytes("output")?)),
         1 => Ok(Err(ApplicationError {
-            message: read_text(reader, "application error")?,
+            message: reader.text("application error")?,
         })),
         tag => Err(invalid("output tag", tag)),
     }
-}
-
-fn read_text(reader: &mut Reader, what: &'static str) -> Result<String, DecodeError> {
-    let bytes = reader.bytes(what)?;
-    String::from_utf8(bytes.to_vec()).map_err(|error| DecodeError::Invalid {
-        what,
-        value: error.utf8_error().valid_up_to() as u64,
-    })
 }
 
 fn consistency_code(consistency: QueryConsistency) -> u8 {

@@ -150,11 +150,7 @@ impl Codec for String {
         put_bytes(out, self.as_bytes());
     }
     fn decode(reader: &mut Reader) -> Result<Self, DecodeError> {
-        let bytes = reader.bytes("string")?;
-        String::from_utf8(bytes.to_vec()).map_err(|error| DecodeError::Invalid {
-            what: "utf-8 in a string at byte",
-            value: error.utf8_error().valid_up_to() as u64,
-        })
+        reader.text("utf-8 in a string at byte")
     }
 }
 
