@@ -1,0 +1,1 @@
+//! coracle-client: the client library (being written for issue #6).

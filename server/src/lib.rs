@@ -1,0 +1,1 @@
+//! coracle-server: the shard-per-core runtime (being written for issue #6).
