@@ -11,6 +11,7 @@ pub mod config;
 pub mod entry;
 pub mod entry_codec;
 pub mod invariants;
+pub mod kv;
 pub mod log;
 pub mod membership;
 pub mod message;
