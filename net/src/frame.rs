@@ -166,6 +166,48 @@ pub fn encode_frame(kind: u8, group: u32, payload: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(payload);
 }
 
+/// Appends one frame whose payload `write_payload` appends to `out` directly (no copy of
+/// the payload through a scratch buffer), then fills in the header. If the payload came
+/// out larger than `payload_size_bytes_max`, nothing is left appended and the size is
+/// returned as the error: a receiver would refuse the frame anyway.
+///
+/// # Errors
+/// `TooLarge` with the payload's size.
+pub fn encode_frame_into(
+    kind: u8,
+    group: u32,
+    payload_size_bytes_max: usize,
+    out: &mut Vec<u8>,
+    write_payload: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), FrameError> {
+    let start = out.len();
+    out.resize(start + FRAME_HEADER_SIZE_BYTES, 0);
+    write_payload(out);
+    let length = out.len() - start - FRAME_HEADER_SIZE_BYTES;
+    let Some(length32) = u32::try_from(length)
+        .ok()
+        .filter(|_| length <= payload_size_bytes_max)
+    else {
+        out.truncate(start);
+        return Err(FrameError::TooLarge {
+            length: length as u64,
+            max: payload_size_bytes_max as u64,
+        });
+    };
+    let mut header = FrameHeader {
+        magic: FRAME_MAGIC,
+        version: FRAME_VERSION,
+        kind,
+        reserved: U16::new(0),
+        group: U32::new(group),
+        length: U32::new(length32),
+        checksum: U32::new(0),
+    };
+    header.checksum = U32::new(header.checksum_of(&out[start + FRAME_HEADER_SIZE_BYTES..]));
+    out[start..start + FRAME_HEADER_SIZE_BYTES].copy_from_slice(header.as_bytes());
+    Ok(())
+}
+
 /// Cuts frames out of a connection's receive buffer.
 #[derive(Clone, Debug)]
 pub struct FrameDecoder {
@@ -185,6 +227,19 @@ impl FrameDecoder {
         FrameDecoder {
             payload_size_bytes_max,
         }
+    }
+
+    /// How many more bytes `buffer` needs before the frame at its front is whole (at least
+    /// one: the caller reads when `decode` found no frame). Never more than the cap allows.
+    #[must_use]
+    pub fn bytes_wanted(&self, buffer: &[u8]) -> usize {
+        let Ok((header, _)) = FrameHeader::read_from_prefix(buffer) else {
+            return FRAME_HEADER_SIZE_BYTES - buffer.len();
+        };
+        let length = (header.length.get() as usize).min(self.payload_size_bytes_max);
+        (FRAME_HEADER_SIZE_BYTES + length)
+            .saturating_sub(buffer.len())
+            .max(1)
     }
 
     /// The next whole frame at the front of `buffer`, taken out of it; `Ok(None)` if more
@@ -248,6 +303,20 @@ mod tests {
         let mut out = BytesMut::new();
         encode_frame(kind, group, payload, &mut out);
         out
+    }
+
+    #[test]
+    fn frames_encoded_in_place_match_and_oversized_ones_leave_nothing() {
+        let mut out = b"before".to_vec();
+        encode_frame_into(3, 9, 100, &mut out, |out| out.extend_from_slice(b"payload"))
+            .expect("fits");
+        assert_eq!(&out[6..], &framed(3, 9, b"payload")[..]);
+        let result = encode_frame_into(3, 9, 4, &mut out, |out| out.extend_from_slice(b"12345"));
+        assert_eq!(result, Err(FrameError::TooLarge { length: 5, max: 4 }));
+        assert_eq!(&out[6..], &framed(3, 9, b"payload")[..]);
+        let decoder = FrameDecoder::new(100);
+        assert_eq!(decoder.bytes_wanted(b"CR"), FRAME_HEADER_SIZE_BYTES - 2);
+        assert_eq!(decoder.bytes_wanted(&out[6..30]), 3);
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! then a payload handed out as a `bytes::Bytes` slice of the receive buffer, so that
 //! entries a follower receives can reach its log without a copy (DESIGN.md "Wire"). Every
 //! connection opens with a handshake (`handshake.rs`) naming the cluster, the protocol
-//! version and who is calling.
+//! version and who is calling. Between servers, a frame carries one `PeerMessage`
+//! (`peer_codec.rs`): Raft's messages, and client requests forwarded to the leader.
 
 pub mod frame;
+pub mod frame_reader;
 pub mod handshake;
+pub mod peer_codec;
+pub mod peer_link;
+pub mod signal;
 
 pub use frame::{
     encode_frame, Frame, FrameDecoder, FrameError, FrameHeader, FRAME_HEADER_SIZE_BYTES,
 };
 pub use handshake::{kind, HandshakeError, Hello, HelloReply, Party, PROTOCOL_VERSION};
+pub use peer_codec::{decode_peer_message, encode_peer_message, PeerDecodeError};

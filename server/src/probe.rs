@@ -1,0 +1,149 @@
+//! A blocking, one-request-at-a-time connection to one shard of one node, on plain std
+//! sockets: what `coracle admin` uses to ask a node about a group, and what tests use to
+//! talk to a cluster without the client library's failover. It speaks the same handshake
+//! and frames as everyone else.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use coracle_engine::session::{
+    wire, ClientError, ClientId, ClientRequest, RequestBody, ResponseBody, ToClient,
+};
+use coracle_net::frame::{encode_frame_into, FrameDecoder};
+use coracle_net::{kind, Hello, HelloReply, Party, PROTOCOL_VERSION};
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Probe {
+    stream: TcpStream,
+    buffer: BytesMut,
+    decoder: FrameDecoder,
+    next_request: u64,
+    /// The node that answered.
+    pub node: u64,
+    /// The shard that answered.
+    pub shard: u32,
+    /// How many shards the node runs.
+    pub shards: u32,
+}
+
+impl Probe {
+    /// Connects and says hello as client `client` of `cluster`; every later read and
+    /// write waits at most `timeout`.
+    ///
+    /// # Errors
+    /// The connection failed, or the node refused (its reason is in the message).
+    pub fn connect(
+        address: SocketAddr,
+        cluster: &str,
+        client: ClientId,
+        timeout: Duration,
+    ) -> Result<Probe, String> {
+        let stream = TcpStream::connect_timeout(&address, timeout)
+            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .and_then(|()| stream.set_nodelay(true))
+            .map_err(|error| format!("{address}: {error}"))?;
+        let mut probe = Probe {
+            stream,
+            buffer: BytesMut::new(),
+            decoder: FrameDecoder::default(),
+            next_request: 1,
+            node: 0,
+            shard: 0,
+            shards: 0,
+        };
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            cluster: cluster.to_string(),
+            party: Party::Client { client: client.0 },
+        };
+        probe.write(kind::HELLO, 0, &hello.encode())?;
+        let frame = probe.read_frame()?;
+        if frame.kind != kind::HELLO_REPLY {
+            return Err(format!(
+                "{address} answered the hello with frame kind {}",
+                frame.kind
+            ));
+        }
+        match HelloReply::decode(frame.payload) {
+            Ok(HelloReply::Accepted {
+                node,
+                shard,
+                shards,
+            }) => {
+                probe.node = node;
+                probe.shard = shard;
+                probe.shards = shards;
+                Ok(probe)
+            }
+            Ok(HelloReply::Refused { reason }) => Err(format!("{address} refused: {reason}")),
+            Err(error) => Err(format!("{address}: malformed hello reply: {error}")),
+        }
+    }
+
+    /// Sends one request to `group` and waits for its response (event batches that come
+    /// meanwhile are skipped).
+    ///
+    /// # Errors
+    /// The connection failed or sent something malformed.
+    pub fn request(
+        &mut self,
+        group: u32,
+        body: RequestBody,
+    ) -> Result<Result<ResponseBody, ClientError>, String> {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        let request = ClientRequest { request_id, body };
+        self.write(kind::CLIENT_REQUEST, group, &wire::encode_request(&request))?;
+        loop {
+            let frame = self.read_frame()?;
+            if frame.kind != kind::TO_CLIENT {
+                return Err(format!("frame kind {} instead of a response", frame.kind));
+            }
+            match wire::decode_to_client(&frame.payload) {
+                Ok(ToClient::Response(response)) if response.request_id == request_id => {
+                    return Ok(response.body)
+                }
+                Ok(_) => {}
+                Err(error) => return Err(format!("malformed response: {error}")),
+            }
+        }
+    }
+
+    fn write(&mut self, frame_kind: u8, group: u32, payload: &[u8]) -> Result<(), String> {
+        let mut out = Vec::with_capacity(payload.len() + 32);
+        encode_frame_into(frame_kind, group, usize::MAX, &mut out, |out| {
+            out.extend_from_slice(payload);
+        })
+        .map_err(|error| error.to_string())?;
+        self.stream
+            .write_all(&out)
+            .map_err(|error| format!("write: {error}"))
+    }
+
+    fn read_frame(&mut self) -> Result<coracle_net::Frame, String> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(frame) = self
+                .decoder
+                .decode(&mut self.buffer)
+                .map_err(|error| error.to_string())?
+            {
+                return Ok(frame);
+            }
+            let count = self
+                .stream
+                .read(&mut chunk)
+                .map_err(|error| format!("read: {error}"))?;
+            if count == 0 {
+                return Err("the node closed the connection".into());
+            }
+            self.buffer.extend_from_slice(&chunk[..count]);
+        }
+    }
+}

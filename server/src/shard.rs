@@ -1,0 +1,319 @@
+//! One shard: an executor's share of the node. It owns the groups `g` with
+//! `g % shards == shard`, links to the same shard on every peer, its client connections,
+//! and the driver task that feeds the pure servers their inputs and carries out what they
+//! ask for.
+//!
+//! The driver loop, once per wake-up:
+//! 1. take every input the socket readers and finished flushes left in the inbox, and hand
+//!    each to its group's server (peer messages, client requests, durable persists);
+//! 2. when the tick is due, tick every group;
+//! 3. carry out the outputs as they come: sends are framed into the peers' and clients'
+//!    queues (their writer tasks write each queue with one call once the driver yields),
+//!    persists are staged in the group's log;
+//! 4. start a flush of every group that has staged writes and no flush running. The
+//!    flushes of all groups run at once in io_uring — group commit across the shard — and
+//!    each reports back through the inbox. The leader sends its entries in step 3, before
+//!    its own flush ends: it persists in parallel with replication.
+//!
+//! Nothing here is shared with another shard.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coracle_engine::server::{ConnectionId, ServerOutput};
+use coracle_engine::state_machine::StateMachine;
+use coracle_engine::{Action, ReplicaId, Role, Time};
+use coracle_net::kind;
+use coracle_net::peer_codec::encode_peer_message;
+use coracle_net::peer_link::PeerLink;
+use coracle_storage::StorageError;
+
+use crate::client_conn::ClientConn;
+use crate::clock::Clock;
+use crate::group::Group;
+use crate::inbox::{Inbox, Input};
+use crate::node_config::NodeConfig;
+
+/// Counters of one shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Inputs handled.
+    pub inputs: u64,
+    /// Flushes started.
+    pub flushes: u64,
+    /// Entries applied.
+    pub applied: u64,
+    /// Times a group of this shard became leader.
+    pub leaderships: u64,
+    /// Messages for a peer that were dropped (link down or full).
+    pub peer_drops: u64,
+}
+
+/// See the module documentation.
+pub struct Shard<S: StateMachine> {
+    pub(crate) config: Rc<NodeConfig>,
+    pub(crate) index: u32,
+    pub(crate) clock: Clock,
+    pub(crate) inbox: Inbox,
+    groups: RefCell<BTreeMap<u32, Group<S>>>,
+    links: RefCell<BTreeMap<u64, PeerLink>>,
+    pub(crate) clients: RefCell<BTreeMap<ConnectionId, Rc<ClientConn>>>,
+    next_connection: Cell<u64>,
+    stats: RefCell<ShardStats>,
+}
+
+impl<S: StateMachine> Shard<S> {
+    /// A shard with its groups open, before it links or listens.
+    pub(crate) fn new(
+        config: Rc<NodeConfig>,
+        index: u32,
+        clock: Clock,
+        groups: BTreeMap<u32, Group<S>>,
+    ) -> Shard<S> {
+        Shard {
+            config,
+            index,
+            clock,
+            inbox: Inbox::new(),
+            groups: RefCell::new(groups),
+            links: RefCell::new(BTreeMap::new()),
+            clients: RefCell::new(BTreeMap::new()),
+            next_connection: Cell::new(1),
+            stats: RefCell::new(ShardStats::default()),
+        }
+    }
+
+    /// Starts the links to the same shard on every other member.
+    pub(crate) fn link_peers(&self) {
+        let mut options = coracle_net::peer_link::PeerLinkOptions::new(
+            self.config.cluster.clone(),
+            self.config.node,
+            self.index,
+        );
+        options.connect_timeout = Duration::from_millis(self.config.election_timeout_ms);
+        let mut links = self.links.borrow_mut();
+        for &node in self.config.members.keys() {
+            if node == self.config.node {
+                continue;
+            }
+            if let Some(address) = self.config.address(node, self.index) {
+                links.insert(node, PeerLink::start(options.clone(), node, address));
+            }
+        }
+    }
+
+    /// Whether `group` runs on this shard.
+    pub(crate) fn holds(&self, group: u32) -> bool {
+        group < self.config.groups && self.config.shard_of(group) == self.index
+    }
+
+    /// A number for a new client connection.
+    pub(crate) fn new_connection(&self) -> Rc<ClientConn> {
+        let id = ConnectionId(self.next_connection.get());
+        self.next_connection.set(id.0 + 1);
+        let connection = Rc::new(ClientConn::new(id));
+        self.clients.borrow_mut().insert(id, Rc::clone(&connection));
+        connection
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ShardStats {
+        self.stats.borrow().clone()
+    }
+
+    /// Runs the driver until `stop` is set.
+    pub(crate) async fn drive(self: Rc<Self>, stop: Arc<AtomicBool>) {
+        let tick = Duration::from_millis(self.config.tick_ms);
+        let mut next_tick = Instant::now() + tick;
+        let mut inputs = VecDeque::new();
+        let mut outputs = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let until_tick = next_tick.saturating_duration_since(Instant::now());
+            if self.inbox.is_empty() && !until_tick.is_zero() {
+                futures_lite::future::or(
+                    self.inbox.signal().wait(),
+                    glommio::timer::sleep(until_tick),
+                )
+                .await;
+            }
+            self.round(&mut inputs, &mut outputs, &mut next_tick, tick);
+            // Let the writers and readers run even when inputs keep coming.
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    /// One round of the driver: inputs, the tick if due, flushes.
+    fn round(
+        self: &Rc<Self>,
+        inputs: &mut VecDeque<Input>,
+        outputs: &mut Vec<ServerOutput>,
+        next_tick: &mut Instant,
+        tick: Duration,
+    ) {
+        self.inbox.take_all(inputs);
+        let now = self.clock.now();
+        let mut groups = self.groups.borrow_mut();
+        self.stats.borrow_mut().inputs += inputs.len() as u64;
+        for input in inputs.drain(..) {
+            self.handle(&mut groups, input, now, outputs);
+        }
+        if Instant::now() >= *next_tick {
+            for group in groups.values_mut().filter(|group| group.stopped.is_none()) {
+                group.server.tick(now, outputs);
+                self.carry_out(group, outputs);
+            }
+            *next_tick = Instant::now() + tick;
+        }
+        for group in groups.values_mut() {
+            if group.stopped.is_some() || !group.has_unflushed() {
+                continue;
+            }
+            if let Some(job) = group.flush_begin() {
+                self.stats.borrow_mut().flushes += 1;
+                let shard = Rc::clone(self);
+                let id = group.id;
+                glommio::spawn_local(async move {
+                    let error = job.run().await.err();
+                    shard.inbox.push(Input::Flushed { group: id, error });
+                })
+                .detach();
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        groups: &mut BTreeMap<u32, Group<S>>,
+        input: Input,
+        now: Time,
+        outputs: &mut Vec<ServerOutput>,
+    ) {
+        match input {
+            Input::Peer {
+                from,
+                group,
+                message,
+            } => {
+                if let Some(group) = live(groups, group) {
+                    group
+                        .server
+                        .on_peer_message(ReplicaId(from), message, now, outputs);
+                    self.carry_out(group, outputs);
+                }
+            }
+            Input::Client {
+                connection,
+                group,
+                request,
+            } => {
+                if let Some(group) = live(groups, group) {
+                    group
+                        .server
+                        .on_client_request(connection, request, now, outputs);
+                    self.carry_out(group, outputs);
+                }
+            }
+            Input::ClientClosed { connection } => {
+                for group in groups.values_mut() {
+                    group.server.on_connection_closed(connection);
+                }
+            }
+            Input::Flushed { group, error } => {
+                let Some(group) = live(groups, group) else {
+                    return;
+                };
+                if let Some(error) = error {
+                    self.stop_group(group, &error);
+                    return;
+                }
+                match group.take_durable() {
+                    Ok(Some(id)) => {
+                        group.server.on_persisted(id, now, outputs);
+                        self.carry_out(group, outputs);
+                    }
+                    Ok(None) => {}
+                    Err(error) => self.stop_group(group, &error),
+                }
+            }
+        }
+    }
+
+    /// Carries out a group's outputs, in order.
+    fn carry_out(&self, group: &mut Group<S>, outputs: &mut Vec<ServerOutput>) {
+        for output in outputs.drain(..) {
+            match output {
+                ServerOutput::Replica(Action::Persist {
+                    id,
+                    hard_state,
+                    entries,
+                }) => {
+                    if group.stopped.is_none() {
+                        match group.stage(id, hard_state, &entries) {
+                            Ok(false) => {}
+                            Ok(true) => self.inbox.push(Input::Flushed {
+                                group: group.id,
+                                error: None,
+                            }),
+                            Err(error) => self.stop_group(group, &error),
+                        }
+                    }
+                }
+                ServerOutput::Replica(Action::RoleChanged { role, .. }) => {
+                    if role == Role::Leader {
+                        self.stats.borrow_mut().leaderships += 1;
+                    }
+                }
+                ServerOutput::Replica(_) => {}
+                ServerOutput::Peer { to, message } => {
+                    let links = self.links.borrow();
+                    let sent = links.get(&to.0).map(|link| {
+                        link.send(kind::PEER, group.id, |out| {
+                            encode_peer_message(&message, out);
+                        })
+                    });
+                    if !matches!(sent, Some(Ok(()))) {
+                        self.stats.borrow_mut().peer_drops += 1;
+                    }
+                }
+                ServerOutput::Client {
+                    connection,
+                    message,
+                } => {
+                    let client = self.clients.borrow().get(&connection).cloned();
+                    if let Some(client) = client {
+                        client.send(group.id, &message);
+                    }
+                }
+                ServerOutput::Applied { entries } => {
+                    self.stats.borrow_mut().applied += entries.len() as u64;
+                }
+            }
+        }
+    }
+
+    /// A group whose log failed stops taking input: nothing it acknowledged is lost, and
+    /// nothing more is acknowledged (fail-stop). The other groups go on.
+    fn stop_group(&self, group: &mut Group<S>, error: &StorageError) {
+        if group.stopped.is_none() {
+            eprintln!(
+                "coracle: node {} group {} stopped: its log failed: {error}",
+                self.config.node, group.id
+            );
+            group.stopped = Some(error.to_string());
+        }
+    }
+}
+
+/// The group, if it is here and running.
+fn live<S: StateMachine>(
+    groups: &mut BTreeMap<u32, Group<S>>,
+    group: u32,
+) -> Option<&mut Group<S>> {
+    groups
+        .get_mut(&group)
+        .filter(|group| group.stopped.is_none())
+}

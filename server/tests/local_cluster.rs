@@ -1,0 +1,125 @@
+//! A 3-node cluster in this process on loopback, with real sockets and segment files:
+//! it elects a leader, takes writes through the leader and through a follower, and
+//! answers reads.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use coracle_engine::kv::{Get, KvMachine, Put};
+use coracle_engine::session::{ClientId, QueryConsistency, RequestBody, ResponseBody};
+use coracle_engine::state_machine::{decode_value, encode_command, encode_query, Query};
+use coracle_engine::LogIndex;
+use coracle_server::local_cluster::LocalCluster;
+use coracle_server::probe::Probe;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("coracle-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Waits for a leader of `group` as seen from the first node; returns its id.
+fn leader_of(cluster: &LocalCluster, group: u32, client: ClientId) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let address = cluster.addresses()[0];
+    loop {
+        assert!(Instant::now() < deadline, "no leader for group {group}");
+        if let Ok(mut probe) = Probe::connect(
+            address,
+            &cluster.cluster_name(),
+            client,
+            Duration::from_secs(2),
+        ) {
+            if let Ok(Ok(ResponseBody::Connect {
+                leader: Some(leader),
+                ..
+            })) = probe.request(group, RequestBody::Connect { client })
+            {
+                return leader.0;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn three_nodes_elect_a_leader_and_replicate_writes() {
+    let root = temp_dir("three-nodes");
+    let mut cluster = LocalCluster::configure(3, 1, &root).expect("ports");
+    for config in cluster.configs.values_mut() {
+        config.segment_size_bytes = 1024 * 1024;
+    }
+    cluster.start(|_group| KvMachine::default()).expect("start");
+    let client = ClientId(7);
+    let leader = leader_of(&cluster, 0, client);
+    let name = cluster.cluster_name();
+    // Through a follower: it forwards to the leader.
+    let follower = cluster
+        .configs
+        .keys()
+        .copied()
+        .find(|&node| node != leader)
+        .expect("a follower");
+    let address = cluster.configs[&follower].members[&follower];
+    let mut probe =
+        Probe::connect(address, &name, client, Duration::from_secs(5)).expect("connect");
+    let registered = probe
+        .request(
+            0,
+            RequestBody::Register {
+                client,
+                timeout_ms: 10_000,
+            },
+        )
+        .expect("io")
+        .expect("registered");
+    let ResponseBody::Register { session, .. } = registered else {
+        panic!("{registered:?}");
+    };
+    for sequence in 1..=20u64 {
+        let put = Put {
+            key: Bytes::from(format!("k{}", sequence % 3)),
+            value: Bytes::from(format!("v{sequence}")),
+        };
+        let answer = probe
+            .request(
+                0,
+                RequestBody::Command {
+                    session,
+                    sequence,
+                    operation: encode_command(&put),
+                },
+            )
+            .expect("io")
+            .expect("applied");
+        assert!(
+            matches!(answer, ResponseBody::Command { output: Ok(_), .. }),
+            "{answer:?}"
+        );
+    }
+    let answer = probe
+        .request(
+            0,
+            RequestBody::Query {
+                session,
+                sequence: 20,
+                index: LogIndex(0),
+                consistency: QueryConsistency::Linearizable,
+                operation: encode_query(&Get {
+                    key: Bytes::from("k2"),
+                }),
+            },
+        )
+        .expect("io")
+        .expect("read");
+    let ResponseBody::Query {
+        output: Ok(output), ..
+    } = answer
+    else {
+        panic!("{answer:?}");
+    };
+    let value = decode_value::<<Get as Query>::Output>(&output).expect("decodes");
+    assert_eq!(value, Some(Bytes::from("v20")));
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}
