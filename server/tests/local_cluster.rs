@@ -21,7 +21,10 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 /// Waits for a leader of `group` as seen from the first node; returns its id.
 fn leader_of(cluster: &LocalCluster, group: u32, client: ClientId) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let address = cluster.addresses()[0];
+    let config = cluster.configs.values().next().expect("a node");
+    let address = config
+        .address(config.node, config.shard_of(group))
+        .expect("address");
     loop {
         assert!(Instant::now() < deadline, "no leader for group {group}");
         if let Ok(mut probe) = Probe::connect(
@@ -120,6 +123,72 @@ fn three_nodes_elect_a_leader_and_replicate_writes() {
     };
     let value = decode_value::<<Get as Query>::Output>(&output).expect("decodes");
     assert_eq!(value, Some(Bytes::from("v20")));
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn sixty_four_groups_over_two_shards_each_elect_a_leader_and_take_a_write() {
+    let root = temp_dir("many-groups");
+    let mut cluster = LocalCluster::configure(3, 2, &root).expect("ports");
+    for config in cluster.configs.values_mut() {
+        config.groups = 64;
+        config.segment_size_bytes = 64 * 1024;
+        config.io_memory_bytes = 256 * 1024;
+    }
+    let started = Instant::now();
+    cluster.start(|_group| KvMachine::default()).expect("start");
+    let name = cluster.cluster_name();
+    let client = ClientId(9);
+    let mut leaders = std::collections::BTreeMap::new();
+    for group in 0..64u32 {
+        let leader = leader_of(&cluster, group, client);
+        *leaders.entry(leader).or_insert(0) += 1;
+        // Group g lives on shard g % 2: ask that shard of the leader.
+        let config = &cluster.configs[&leader];
+        let address = config
+            .address(leader, config.shard_of(group))
+            .expect("address");
+        let mut probe =
+            Probe::connect(address, &name, client, Duration::from_secs(5)).expect("connect");
+        assert_eq!(probe.shard, group % 2);
+        let registered = probe
+            .request(
+                group,
+                RequestBody::Register {
+                    client,
+                    timeout_ms: 10_000,
+                },
+            )
+            .expect("io")
+            .expect("registered");
+        let ResponseBody::Register { session, .. } = registered else {
+            panic!("{registered:?}");
+        };
+        let put = Put {
+            key: Bytes::from("k"),
+            value: Bytes::from(format!("group {group}")),
+        };
+        let answer = probe
+            .request(
+                group,
+                RequestBody::Command {
+                    session,
+                    sequence: 1,
+                    operation: encode_command(&put),
+                },
+            )
+            .expect("io")
+            .expect("applied");
+        assert!(
+            matches!(answer, ResponseBody::Command { output: Ok(_), .. }),
+            "{answer:?}"
+        );
+    }
+    eprintln!(
+        "64 groups elected and wrote in {:?}; leaders per node: {leaders:?}",
+        started.elapsed()
+    );
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }
