@@ -41,6 +41,10 @@ pub mod kind {
     pub const CLIENT_REQUEST: u8 = 4;
     /// A response or event batch for a client (`session::wire::encode_to_client`).
     pub const TO_CLIENT: u8 = 5;
+    /// A question for the node about the frame's group (`coracle_net::admin`).
+    pub const ADMIN_REQUEST: u8 = 6;
+    /// Its answer.
+    pub const ADMIN_RESPONSE: u8 = 7;
 }
 
 /// Who opened a connection.

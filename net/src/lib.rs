@@ -5,6 +5,7 @@
 //! version and who is calling. Between servers, a frame carries one `PeerMessage`
 //! (`peer_codec.rs`): Raft's messages, and client requests forwarded to the leader.
 
+pub mod admin;
 pub mod frame;
 pub mod frame_reader;
 pub mod handshake;

@@ -75,6 +75,25 @@ impl ClientConn {
         self.signal.notify();
     }
 
+    /// Queues a frame with an already encoded payload (admin answers).
+    pub fn send_raw(&self, frame_kind: u8, group: u32, payload: &[u8]) {
+        if self.closed.get() {
+            return;
+        }
+        let encoded = encode_frame_into(
+            frame_kind,
+            group,
+            FRAME_PAYLOAD_SIZE_BYTES_MAX_DEFAULT,
+            &mut self.queue.borrow_mut(),
+            |out| out.extend_from_slice(payload),
+        );
+        if encoded.is_err() {
+            self.close();
+            return;
+        }
+        self.signal.notify();
+    }
+
     /// Marks the connection closed and wakes the writer so that it ends.
     pub fn close(&self) {
         self.closed.set(true);

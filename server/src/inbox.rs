@@ -37,6 +37,15 @@ pub enum Input {
         /// The request.
         request: ClientRequest,
     },
+    /// A question from `coracle admin` about `group`.
+    Admin {
+        /// The connection it came on.
+        connection: ConnectionId,
+        /// The group.
+        group: u32,
+        /// The question.
+        request: coracle_net::admin::AdminRequest,
+    },
     /// A client connection closed.
     ClientClosed {
         /// The connection.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use coracle_engine::session::wire;
 use coracle_engine::state_machine::StateMachine;
+use coracle_net::admin::{AdminRequest, AdminResponse};
 use coracle_net::frame::{encode_frame_into, FrameDecoder};
 use coracle_net::frame_reader::FrameReader;
 use coracle_net::peer_codec::decode_peer_message;
@@ -199,6 +200,32 @@ async fn serve_client<S: StateMachine>(
             Some(Ok(None)) => break String::new(),
             Some(Err(error)) => break error.to_string(),
         };
+        if frame.kind == kind::ADMIN_REQUEST {
+            let request = match AdminRequest::decode(frame.payload) {
+                Ok(request) => request,
+                Err(error) => break format!("malformed admin request: {error}"),
+            };
+            if shard.holds(frame.group) {
+                shard.inbox.push(Input::Admin {
+                    connection: connection.id,
+                    group: frame.group,
+                    request,
+                });
+            } else {
+                let answer = AdminResponse::Error {
+                    reason: format!(
+                        "group {} is not on shard {} of node {} (groups {}, shards {})",
+                        frame.group,
+                        shard.index,
+                        shard.config.node,
+                        shard.config.groups,
+                        shard.config.shards
+                    ),
+                };
+                connection.send_raw(kind::ADMIN_RESPONSE, frame.group, &answer.encode());
+            }
+            continue;
+        }
         if frame.kind != kind::CLIENT_REQUEST {
             break format!("frame kind {} from a client", frame.kind);
         }

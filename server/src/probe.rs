@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use coracle_engine::session::{
     wire, ClientError, ClientId, ClientRequest, RequestBody, ResponseBody, ToClient,
 };
+use coracle_net::admin::{AdminRequest, AdminResponse};
 use coracle_net::frame::{encode_frame_into, FrameDecoder};
 use coracle_net::{kind, Hello, HelloReply, Party, PROTOCOL_VERSION};
 
@@ -111,6 +112,25 @@ impl Probe {
                 }
                 Ok(_) => {}
                 Err(error) => return Err(format!("malformed response: {error}")),
+            }
+        }
+    }
+
+    /// Asks the node about `group` (`coracle admin`).
+    ///
+    /// # Errors
+    /// The connection failed or sent something malformed.
+    pub fn admin(&mut self, group: u32, request: &AdminRequest) -> Result<AdminResponse, String> {
+        self.write(kind::ADMIN_REQUEST, group, &request.encode())?;
+        loop {
+            let frame = self.read_frame()?;
+            match frame.kind {
+                kind::ADMIN_RESPONSE => {
+                    return AdminResponse::decode(frame.payload)
+                        .map_err(|error| format!("malformed admin response: {error}"))
+                }
+                kind::TO_CLIENT => {}
+                other => return Err(format!("frame kind {other} instead of an admin answer")),
             }
         }
     }

@@ -24,9 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use coracle_engine::entry_codec;
 use coracle_engine::server::{ConnectionId, ServerOutput};
 use coracle_engine::state_machine::StateMachine;
 use coracle_engine::{Action, ReplicaId, Role, Time};
+use coracle_net::admin::{AdminRequest, AdminResponse, GroupStatus};
 use coracle_net::kind;
 use coracle_net::peer_codec::encode_peer_message;
 use coracle_net::peer_link::PeerLink;
@@ -217,6 +219,31 @@ impl<S: StateMachine> Shard<S> {
                     self.carry_out(group, outputs);
                 }
             }
+            Input::Admin {
+                connection,
+                group,
+                request: AdminRequest::Status,
+            } => {
+                let answer = match groups.get(&group) {
+                    Some(group) if group.stopped.is_none() => {
+                        AdminResponse::Status(status_of(self.config.node, group))
+                    }
+                    Some(group) => AdminResponse::Error {
+                        reason: format!(
+                            "group {} stopped: {}",
+                            group.id,
+                            group.stopped.clone().unwrap_or_default()
+                        ),
+                    },
+                    None => AdminResponse::Error {
+                        reason: format!("group {group} is not here"),
+                    },
+                };
+                let client = self.clients.borrow().get(&connection).cloned();
+                if let Some(client) = client {
+                    client.send_raw(kind::ADMIN_RESPONSE, group, &answer.encode());
+                }
+            }
             Input::ClientClosed { connection } => {
                 for group in groups.values_mut() {
                     group.server.on_connection_closed(connection);
@@ -305,6 +332,39 @@ impl<S: StateMachine> Shard<S> {
             );
             group.stopped = Some(error.to_string());
         }
+    }
+}
+
+/// What `coracle admin status` shows of a group.
+fn status_of<S: StateMachine>(node: u64, group: &Group<S>) -> GroupStatus {
+    let replica = group.server.replica();
+    let role = match replica.role() {
+        Role::Inactive => 0,
+        Role::Reserve => 1,
+        Role::Passive => 2,
+        Role::Follower => 3,
+        Role::Candidate => 4,
+        Role::Leader => 5,
+    };
+    GroupStatus {
+        node,
+        role,
+        term: replica.term().0,
+        leader: replica.leader().map(|leader| leader.0),
+        commit_index: replica.commit_index().0,
+        applied_index: replica.applied_index().0,
+        last_index: replica.log().last_index().0,
+        members: replica
+            .configuration()
+            .members
+            .iter()
+            .map(|member| {
+                (
+                    member.id.0,
+                    entry_codec::member_type_code(member.member_type),
+                )
+            })
+            .collect(),
     }
 }
 
