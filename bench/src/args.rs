@@ -24,6 +24,10 @@ pub struct Cli {
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The load generator: start an embedded 3-node cluster (or use --cluster), drive
+    /// load from client sessions, and print throughput and commit latency percentiles;
+    /// write the histogram (.hgrm) and a latency-over-time picture (SVG)
+    Run(crate::run::run_args::RunArgs),
     /// Append to a segment log for a given time or size, recover it, and measure the disk's
     /// own limits in the same run and directory; print each log figure as a ratio to them.
     Log(LogArgs),
@@ -325,7 +329,9 @@ mod tests {
 
     #[test]
     fn defaults_are_modest() {
-        let Command::Log(args) = parse(&["log"]).expect("defaults parse").command;
+        let Command::Log(args) = parse(&["log"]).expect("defaults parse").command else {
+            panic!("log parses as log");
+        };
         assert_eq!(args.duration, Duration::from_secs(10));
         assert_eq!(args.size, 1 << 30);
         assert_eq!(args.entry_size, 1024);
@@ -356,11 +362,44 @@ mod tests {
     }
 
     #[test]
+    fn run_defaults_are_the_main_job_and_bad_input_is_refused() {
+        let Command::Run(args) = parse(&["run"]).expect("defaults parse").command else {
+            panic!("run parses as run");
+        };
+        assert!(args.cluster.is_empty());
+        assert_eq!((args.clients, args.payload, args.groups), (16, 128, 1));
+        assert_eq!(args.rate, None);
+        assert_eq!(args.duration, Duration::from_secs(10));
+        assert!(args.check().is_ok());
+        for line in [
+            &["run", "--clients", "0"][..],
+            &["run", "--reads", "1.5"],
+            &["run", "--rate", "-3"],
+            &["run", "--payload", "2MiB"],
+            &["run", "--duration", "0s"],
+            &["run", "--groups", "0"],
+        ] {
+            assert!(parse(line).is_err(), "{line:?} should be refused");
+        }
+        let Command::Run(args) = parse(&["run", "--cluster", "a:1,b:2", "--keep"])
+            .expect("parses")
+            .command
+        else {
+            panic!("run parses as run");
+        };
+        assert_eq!(args.cluster, vec!["a:1".to_string(), "b:2".to_string()]);
+        assert!(args.check().is_err(), "--keep is for the embedded cluster");
+    }
+
+    #[test]
     fn a_batch_too_large_is_refused() {
         let Command::Log(args) =
             parse(&["log", "--entry-size", "16MiB", "--entries-per-append", "5"])
                 .expect("each option alone is fine")
-                .command;
+                .command
+        else {
+            panic!("log parses as log");
+        };
         assert!(args.check().is_err());
     }
 }

@@ -118,6 +118,40 @@ async fn sync_latency(
     Ok(Latency::of(&histogram))
 }
 
+/// The latency of one 4 KiB write + fdatasync at growing offsets of a file written
+/// beforehand — the pattern of a log appending into zero-filled segments — `syncs` times,
+/// in `directory`: the floor under any durable commit there, for scale beside a load run.
+///
+/// # Errors
+/// Any I/O error, with the file it happened on.
+pub async fn fdatasync_latency(directory: &Path, syncs: u32) -> BenchResult<Latency> {
+    warm_up_device(directory).await?;
+    let path = directory.join(PROBE_SYNC_FILE_NAME);
+    let _remove = RemoveOnDrop(path.clone());
+    let file = create(&path).await?;
+    let size = u64::from(syncs.max(1)) * SYNC_BLOCK_SIZE_BYTES;
+    file.pre_allocate(size, false)
+        .await
+        .map_err(context("preallocate", &path))?;
+    let mut offset = 0;
+    while offset < size {
+        let length = (size - offset).min(PROBE_BLOCK_SIZE_BYTES);
+        write_block(&file, &path, offset, length).await?;
+        offset += length;
+    }
+    file.fdatasync()
+        .await
+        .map_err(context("fdatasync", &path))?;
+    let latency = sync_latency(
+        &file,
+        &path,
+        (0..u64::from(syncs)).map(|n| n * SYNC_BLOCK_SIZE_BYTES),
+    )
+    .await?;
+    file.close().await.map_err(context("close", &path))?;
+    Ok(latency)
+}
+
 /// Measures the disk under `directory`. Warms up the device first (glommio #605/#670), so
 /// it may be the first direct I/O of the executor.
 ///

@@ -8,6 +8,7 @@ mod args;
 mod disk_probe;
 mod log_bench;
 mod report;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +30,20 @@ const LOG_DIRECTORY_NAME: &str = "log";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            if let Err(message) = args.check() {
+                Cli::command()
+                    .error(ErrorKind::ArgumentConflict, message)
+                    .exit();
+            }
+            match run::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("coracle-bench run: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Log(args) => {
             if let Err(message) = args.check() {
                 let mut command = Cli::command();

@@ -214,8 +214,9 @@ async fn run(state: Rc<LinkState>) {
             Err(reason) => {
                 state.stats.borrow_mut().connect_failures += 1;
                 failures_in_a_row += 1;
-                // The first failure, then rarely: a peer that is down for long is not news.
-                if failures_in_a_row == 1 || failures_in_a_row.is_multiple_of(100) {
+                // Not the first few (peers starting together refuse each other for a
+                // moment), then rarely: a peer that is down for long is not news.
+                if failures_in_a_row == 5 || failures_in_a_row.is_multiple_of(100) {
                     eprintln!(
                         "coracle: node {} shard {}: cannot link to node {} at {} \
                          ({failures_in_a_row} tries): {reason}",

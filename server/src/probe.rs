@@ -167,3 +167,76 @@ impl Probe {
         }
     }
 }
+
+/// Waits until every group in `0..groups` has a leader that one of the nodes at
+/// `addresses` (shard-0 addresses) reports as itself leading.
+///
+/// # Errors
+/// `timeout` passed; the message names the groups still without a leader and the last
+/// reason a node gave.
+pub fn wait_for_leaders(
+    addresses: &[SocketAddr],
+    cluster: &str,
+    groups: u32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let client = ClientId(u128::from(std::process::id()) << 64 | 0x1ead);
+    let mut waiting: Vec<u32> = (0..groups).collect();
+    let mut last_reason = String::from("no node answered yet");
+    let per_call = Duration::from_millis(500);
+    while !waiting.is_empty() {
+        if std::time::Instant::now() >= deadline {
+            let shown: Vec<String> = waiting.iter().take(10).map(ToString::to_string).collect();
+            return Err(format!(
+                "{} group(s) without a leader after {timeout:?} (groups {}{}); last: {last_reason}",
+                waiting.len(),
+                shown.join(", "),
+                if waiting.len() > 10 { ", ..." } else { "" }
+            ));
+        }
+        let mut probes: Vec<Option<Probe>> = Vec::new();
+        for &address in addresses {
+            probes.push(match Probe::connect(address, cluster, client, per_call) {
+                Ok(probe) => Some(probe),
+                Err(reason) => {
+                    last_reason = reason;
+                    None
+                }
+            });
+        }
+        waiting.retain(|&group| {
+            let led = probes.iter_mut().zip(addresses).any(|(probe, &address)| {
+                let Some(first) = probe else { return false };
+                let shard = group % first.shards.max(1);
+                let answer = if shard == first.shard {
+                    first.admin(group, &AdminRequest::Status)
+                } else {
+                    let port = u32::from(address.port()) + shard;
+                    let Ok(port) = u16::try_from(port) else {
+                        return false;
+                    };
+                    Probe::connect(
+                        SocketAddr::new(address.ip(), port),
+                        cluster,
+                        client,
+                        per_call,
+                    )
+                    .and_then(|mut probe| probe.admin(group, &AdminRequest::Status))
+                };
+                match answer {
+                    Ok(AdminResponse::Status(status)) => status.role == 5,
+                    Ok(AdminResponse::Error { reason }) | Err(reason) => {
+                        last_reason = reason;
+                        false
+                    }
+                }
+            });
+            !led
+        });
+        if !waiting.is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
