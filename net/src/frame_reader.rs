@@ -1,16 +1,19 @@
 //! Reads whole frames from a byte stream.
 //!
-//! The receive buffer grows to what the frame at its front needs (the decoder has checked
-//! the length against its cap first), and frames leave it as zero-copy `Bytes` slices: a
-//! follower's entries keep pointing into the buffer they arrived in.
+//! Bytes read from the socket are appended to a frame buffer (the decoder has checked a
+//! frame's length against its cap before the buffer grows for it), and frames leave it as
+//! zero-copy `Bytes` slices: a follower's entries keep pointing into the buffer they
+//! arrived in.
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncReadExt};
 
 use crate::frame::{Frame, FrameDecoder, FrameError};
 
-/// Bytes asked of the stream at least per read.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes asked of the stream per read.
+const READ_SIZE_BYTES: usize = 64 * 1024;
+/// The frame buffer grows by at least this much at a time.
+const BUFFER_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Why a connection stopped yielding frames.
 #[derive(Debug)]
@@ -45,6 +48,8 @@ impl std::error::Error for ReadError {}
 pub struct FrameReader<R> {
     stream: R,
     buffer: BytesMut,
+    /// Where the socket's bytes land first (zeroed once, reused).
+    scratch: Vec<u8>,
     decoder: FrameDecoder,
 }
 
@@ -54,6 +59,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         FrameReader {
             stream,
             buffer: BytesMut::new(),
+            scratch: vec![0; READ_SIZE_BYTES],
             decoder,
         }
     }
@@ -68,25 +74,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(Some(frame));
             }
             let start = self.buffer.len();
-            let wanted = self.decoder.bytes_wanted(&self.buffer);
-            // Zeroing the room costs a memset; reading into uninitialised memory would
-            // need `unsafe`, which the workspace refuses.
-            self.buffer.resize(start + wanted.max(READ_CHUNK_BYTES), 0);
-            let read = self.stream.read(&mut self.buffer[start..]).await;
-            let count = match read {
-                Ok(count) => count,
-                Err(error) => {
-                    self.buffer.truncate(start);
-                    return Err(ReadError::Io(error));
-                }
-            };
-            self.buffer.truncate(start + count);
+            let read = self.stream.read(&mut self.scratch).await;
+            let count = read.map_err(ReadError::Io)?;
             if count == 0 {
                 if start == 0 {
                     return Ok(None);
                 }
                 return Err(ReadError::ClosedInsideFrame { received: start });
             }
+            // One copy of what arrived, into the frame buffer's spare room: frames are
+            // cut from it as zero-copy slices, and successive reads fill one allocation
+            // instead of each pinning a fresh one (entries keep their slices alive).
+            let wanted = self.decoder.bytes_wanted(&self.buffer);
+            if self.buffer.capacity() - start < count {
+                self.buffer
+                    .reserve(count.max(wanted).max(BUFFER_CHUNK_BYTES));
+            }
+            self.buffer.extend_from_slice(&self.scratch[..count]);
         }
     }
 

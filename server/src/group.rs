@@ -27,6 +27,10 @@ pub struct Group<S: StateMachine> {
     persists: VecDeque<(PersistId, u64)>,
     /// Set when the log failed: the group takes no more input (fail-stop).
     pub stopped: Option<String>,
+    /// A flush of this group runs (its end comes back as `Input::Flushed`).
+    pub flush_running: bool,
+    /// The log's permit was taken by someone else; a task waits for it to come free.
+    pub flush_waiting: bool,
 }
 
 impl<S: StateMachine> Group<S> {
@@ -83,6 +87,8 @@ impl<S: StateMachine> Group<S> {
             log,
             persists: VecDeque::new(),
             stopped: None,
+            flush_running: false,
+            flush_waiting: false,
         })
     }
 
@@ -116,6 +122,11 @@ impl<S: StateMachine> Group<S> {
     /// Plans a flush of what is staged, unless one is running or nothing is staged.
     pub fn flush_begin(&mut self) -> Option<FlushJob> {
         self.log.flush_begin()
+    }
+
+    /// Completes when the log's permit is free again (see `SegmentLog::when_flushable`).
+    pub fn when_flushable(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.log.when_flushable()
     }
 
     /// Whether staged writes wait for a flush (or one runs).

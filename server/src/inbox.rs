@@ -51,6 +51,16 @@ pub enum Input {
         /// The connection.
         connection: ConnectionId,
     },
+    /// `group`'s log can take a flush again (its permit had been taken by someone else).
+    Flushable {
+        /// The group.
+        group: u32,
+    },
+    /// A persist of `group` staged nothing new: it is durable already.
+    Persisted {
+        /// The group.
+        group: u32,
+    },
     /// A flush of `group`'s log finished.
     Flushed {
         /// The group.

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coracle_engine::entry_codec;
 use coracle_engine::server::{ConnectionId, ServerOutput};
@@ -65,6 +65,8 @@ pub struct Shard<S: StateMachine> {
     links: RefCell<BTreeMap<u64, PeerLink>>,
     pub(crate) clients: RefCell<BTreeMap<ConnectionId, Rc<ClientConn>>>,
     next_connection: Cell<u64>,
+    /// Set by the ticker task: the groups' timers are due.
+    tick_due: Cell<bool>,
     stats: RefCell<ShardStats>,
 }
 
@@ -85,6 +87,7 @@ impl<S: StateMachine> Shard<S> {
             links: RefCell::new(BTreeMap::new()),
             clients: RefCell::new(BTreeMap::new()),
             next_connection: Cell::new(1),
+            tick_due: Cell::new(false),
             stats: RefCell::new(ShardStats::default()),
         }
     }
@@ -130,32 +133,34 @@ impl<S: StateMachine> Shard<S> {
     /// Runs the driver until `stop` is set.
     pub(crate) async fn drive(self: Rc<Self>, stop: Arc<AtomicBool>) {
         let tick = Duration::from_millis(self.config.tick_ms);
-        let mut next_tick = Instant::now() + tick;
+        // The tick comes from a task of its own, so that the driver waits on one thing and
+        // no timer is armed and cancelled per round.
+        let ticker = {
+            let shard = Rc::clone(&self);
+            glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(tick).await;
+                    shard.tick_due.set(true);
+                    shard.inbox.signal().notify();
+                }
+            })
+            .detach()
+        };
         let mut inputs = VecDeque::new();
         let mut outputs = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            let until_tick = next_tick.saturating_duration_since(Instant::now());
-            if self.inbox.is_empty() && !until_tick.is_zero() {
-                futures_lite::future::or(
-                    self.inbox.signal().wait(),
-                    glommio::timer::sleep(until_tick),
-                )
-                .await;
+            if self.inbox.is_empty() && !self.tick_due.get() {
+                self.inbox.signal().wait().await;
             }
-            self.round(&mut inputs, &mut outputs, &mut next_tick, tick);
+            self.round(&mut inputs, &mut outputs);
             // Let the writers and readers run even when inputs keep coming.
             glommio::yield_if_needed().await;
         }
+        ticker.cancel();
     }
 
     /// One round of the driver: inputs, the tick if due, flushes.
-    fn round(
-        self: &Rc<Self>,
-        inputs: &mut VecDeque<Input>,
-        outputs: &mut Vec<ServerOutput>,
-        next_tick: &mut Instant,
-        tick: Duration,
-    ) {
+    fn round(self: &Rc<Self>, inputs: &mut VecDeque<Input>, outputs: &mut Vec<ServerOutput>) {
         self.inbox.take_all(inputs);
         let now = self.clock.now();
         let mut groups = self.groups.borrow_mut();
@@ -163,24 +168,38 @@ impl<S: StateMachine> Shard<S> {
         for input in inputs.drain(..) {
             self.handle(&mut groups, input, now, outputs);
         }
-        if Instant::now() >= *next_tick {
+        if self.tick_due.replace(false) {
             for group in groups.values_mut().filter(|group| group.stopped.is_none()) {
                 group.server.tick(now, outputs);
                 self.carry_out(group, outputs);
             }
-            *next_tick = Instant::now() + tick;
         }
         for group in groups.values_mut() {
-            if group.stopped.is_some() || !group.has_unflushed() {
+            if group.stopped.is_some()
+                || group.flush_running
+                || group.flush_waiting
+                || !group.has_unflushed()
+            {
                 continue;
             }
+            let shard = Rc::clone(self);
+            let id = group.id;
             if let Some(job) = group.flush_begin() {
                 self.stats.borrow_mut().flushes += 1;
-                let shard = Rc::clone(self);
-                let id = group.id;
+                group.flush_running = true;
                 glommio::spawn_local(async move {
                     let error = job.run().await.err();
                     shard.inbox.push(Input::Flushed { group: id, error });
+                })
+                .detach();
+            } else {
+                // The permit is taken (the log's spare segment takes turns between
+                // flushes): come back the moment it is free, not at the next tick.
+                group.flush_waiting = true;
+                let flushable = group.when_flushable();
+                glommio::spawn_local(async move {
+                    flushable.await;
+                    shard.inbox.push(Input::Flushable { group: id });
                 })
                 .detach();
             }
@@ -249,23 +268,39 @@ impl<S: StateMachine> Shard<S> {
                     group.server.on_connection_closed(connection);
                 }
             }
+            Input::Flushable { group } => {
+                if let Some(group) = groups.get_mut(&group) {
+                    group.flush_waiting = false;
+                }
+            }
             Input::Flushed { group, error } => {
                 let Some(group) = live(groups, group) else {
                     return;
                 };
+                group.flush_running = false;
                 if let Some(error) = error {
                     self.stop_group(group, &error);
                     return;
                 }
-                match group.take_durable() {
-                    Ok(Some(id)) => {
-                        group.server.on_persisted(id, now, outputs);
-                        self.carry_out(group, outputs);
-                    }
-                    Ok(None) => {}
-                    Err(error) => self.stop_group(group, &error),
+                self.persisted(group, now, outputs);
+            }
+            Input::Persisted { group } => {
+                if let Some(group) = live(groups, group) {
+                    self.persisted(group, now, outputs);
                 }
             }
+        }
+    }
+
+    /// Tells the group's server which persists are durable now.
+    fn persisted(&self, group: &mut Group<S>, now: Time, outputs: &mut Vec<ServerOutput>) {
+        match group.take_durable() {
+            Ok(Some(id)) => {
+                group.server.on_persisted(id, now, outputs);
+                self.carry_out(group, outputs);
+            }
+            Ok(None) => {}
+            Err(error) => self.stop_group(group, &error),
         }
     }
 
@@ -281,10 +316,7 @@ impl<S: StateMachine> Shard<S> {
                     if group.stopped.is_none() {
                         match group.stage(id, hard_state, &entries) {
                             Ok(false) => {}
-                            Ok(true) => self.inbox.push(Input::Flushed {
-                                group: group.id,
-                                error: None,
-                            }),
+                            Ok(true) => self.inbox.push(Input::Persisted { group: group.id }),
                             Err(error) => self.stop_group(group, &error),
                         }
                     }

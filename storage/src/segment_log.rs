@@ -441,6 +441,21 @@ impl SegmentLog {
         self.plan_flush(permit)
     }
 
+    /// Completes once no flush holds the log's permit (the spare segment's turn, or a flush
+    /// begun elsewhere), so that a driver whose `flush_begin` found it taken knows when to
+    /// try again. It does not keep the permit. Completes at once if the log stopped.
+    pub fn when_flushable(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let shared = Rc::clone(&self.shared);
+        async move {
+            if shared.stopped.get() {
+                return;
+            }
+            // Taking a unit and giving it straight back: the driver's `flush_begin` right
+            // after finds it free unless someone else took it first, and then it waits again.
+            drop(shared.permit.acquire_static_permit(1).await);
+        }
+    }
+
     /// Flushes until everything staged up to `ticket` is durable, waiting for a flush that
     /// is already running.
     ///

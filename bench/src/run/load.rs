@@ -59,6 +59,8 @@ pub struct LoadPlan {
     pub reads: f64,
     /// Their level.
     pub consistency: QueryConsistency,
+    /// Which server the clients talk to.
+    pub selection: coracle_client::ServerSelection,
     /// Keys to use.
     pub keys: u64,
     /// How often to report.
@@ -119,6 +121,7 @@ pub async fn run_thread(plan: LoadPlan, phase: Arc<AtomicU8>, to_main: Sender<Lo
         let number = plan.first_client + offset;
         let mut options = ClientOptions::new(plan.cluster.clone(), plan.addresses.clone());
         options.group = number % plan.groups;
+        options.selection = plan.selection;
         match Client::connect(options).await {
             Ok(client) => clients.push((number, Rc::new(client))),
             Err(error) => {

@@ -153,6 +153,7 @@ fn drive(
             payload: usize::try_from(args.payload)?,
             reads: args.reads,
             consistency: args.consistency.level(),
+            selection: args.selection.strategy(),
             keys: args.keys,
             interval: args.interval,
         };
@@ -204,11 +205,11 @@ fn drive(
     let (mut errors, mut error_samples) = (0u64, Vec::new());
     let mut interval_start = start;
     let mut finished = 0;
-    let mut stopped = false;
+    let mut stopped = None;
     while finished < threads {
-        if !stopped && Instant::now() >= end {
+        if stopped.is_none() && Instant::now() >= end {
             phase.store(PHASE_STOP, Ordering::Relaxed);
-            stopped = true;
+            stopped = Some(start.elapsed());
         }
         let message = match from_threads.recv_timeout(Duration::from_millis(50)) {
             Ok(message) => message,
@@ -248,7 +249,8 @@ fn drive(
             interval_start = now;
         }
     }
-    let measured = start.elapsed().min(args.duration.max(start.elapsed()));
+    // Operations completing after the stop still count (they were issued before it).
+    let measured = stopped.unwrap_or_else(|| start.elapsed());
     progress.done();
     stop(handles);
     Ok(Outcome {

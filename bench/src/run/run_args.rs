@@ -37,6 +37,29 @@ impl Consistency {
     }
 }
 
+/// Which server a client connects to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Selection {
+    /// The leader
+    Leader,
+    /// Any member
+    Any,
+    /// Followers only
+    Followers,
+}
+
+impl Selection {
+    /// The client's strategy.
+    #[must_use]
+    pub fn strategy(self) -> coracle_client::ServerSelection {
+        match self {
+            Selection::Leader => coracle_client::ServerSelection::Leader,
+            Selection::Any => coracle_client::ServerSelection::Any,
+            Selection::Followers => coracle_client::ServerSelection::Followers,
+        }
+    }
+}
+
 /// Options of `coracle-bench run`.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
@@ -72,6 +95,11 @@ pub struct RunArgs {
     /// Consistency of the reads
     #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
     pub consistency: Consistency,
+
+    /// Which server each client talks to: the leader (commit latency without a forward),
+    /// any member, or followers only (their requests are forwarded to the leader)
+    #[arg(long, value_enum, default_value_t = Selection::Leader)]
+    pub selection: Selection,
 
     /// Distinct keys written and read
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
