@@ -3,11 +3,19 @@
 //! header, answered by [`kind::ADMIN_RESPONSE`](crate::kind::ADMIN_RESPONSE). The node
 //! answers from its own state, without a round through Raft: a status is one server's view.
 //!
+//! Membership changes go through the group's leader (the node asked forwards them) and are
+//! answered once committed; address-book changes are answered by the node at once.
+//!
 //! ```text
-//! request:  tag u8 (1 status)
-//! response: tag u8 = 1 | node u64 | role u8 | term u64 | leader u64 (0: none) |
-//!           commit u64 | applied u64 | last u64 | members u32 | (id u64, type u8)*
-//!           tag u8 = 2 | reason text
+//! request:  1 status
+//!           2 add-peer node u64, address text     3 remove-peer node u64
+//!           4 join node u64, type u8              5 leave node u64
+//!           6 reconfigure node u64, type u8
+//! response: 1 status: node u64 | role u8 | term u64 | leader u64 (0: none) | commit u64 |
+//!             applied u64 | last u64 | configuration index u64, term u64 |
+//!             members u32 | (id u64, type u8)*
+//!           2 error: reason text               5 retry: reason text (try again soon)
+//!           3 done                             4 changed: index u64, term u64, members
 //! ```
 
 use bytes::Bytes;
@@ -17,11 +25,42 @@ use coracle_engine::session::{DecodeError, Reader};
 /// Most members a status lists.
 const STATUS_MEMBERS_MAX: u32 = 1024;
 
-/// A question about a group.
+/// A question about a group, or an order to the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminRequest {
     /// The group's state on this node.
     Status,
+    /// This node learns where another node listens (a node about to join).
+    AddPeer {
+        /// The node.
+        node: u64,
+        /// Its shard-0 address, `host:port`.
+        address: String,
+    },
+    /// This node forgets a node (it left every group).
+    RemovePeer {
+        /// The node.
+        node: u64,
+    },
+    /// Add `node` to the group with `member_type` (1 reserve, 2 passive, 3 active).
+    Join {
+        /// The node.
+        node: u64,
+        /// Its type once joined.
+        member_type: u8,
+    },
+    /// Remove `node` from the group.
+    Leave {
+        /// The node.
+        node: u64,
+    },
+    /// Change `node`'s type in the group (promote or demote).
+    Reconfigure {
+        /// The node.
+        node: u64,
+        /// Its new type.
+        member_type: u8,
+    },
 }
 
 /// One server's view of its group.
@@ -41,6 +80,10 @@ pub struct GroupStatus {
     pub applied_index: u64,
     /// Its last log index.
     pub last_index: u64,
+    /// The index of the configuration in force (zero: the bootstrap one).
+    pub configuration_index: u64,
+    /// That configuration's term.
+    pub configuration_term: u64,
     /// The members of its configuration: id and type (1 reserve, 2 passive, 3 active).
     pub members: Vec<(u64, u8)>,
 }
@@ -71,15 +114,57 @@ pub enum AdminResponse {
         /// Why.
         reason: String,
     },
+    /// Done (an address-book change).
+    Done,
+    /// A membership change committed; the configuration it made.
+    Changed {
+        /// The configuration entry's index.
+        index: u64,
+        /// Its term.
+        term: u64,
+        /// Its members: id and type.
+        members: Vec<(u64, u8)>,
+    },
+    /// Refused for now (no leader known, a change in flight, the leader not ready): ask
+    /// again shortly.
+    Retry {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl AdminRequest {
     /// The payload.
     #[must_use]
     pub fn encode(&self) -> Bytes {
+        let mut out = Vec::with_capacity(32);
         match self {
-            AdminRequest::Status => Bytes::from_static(&[1]),
+            AdminRequest::Status => out.push(1),
+            AdminRequest::AddPeer { node, address } => {
+                out.push(2);
+                out.extend_from_slice(&node.to_le_bytes());
+                put_bytes(&mut out, address.as_bytes());
+            }
+            AdminRequest::RemovePeer { node } => {
+                out.push(3);
+                out.extend_from_slice(&node.to_le_bytes());
+            }
+            AdminRequest::Join { node, member_type } => {
+                out.push(4);
+                out.extend_from_slice(&node.to_le_bytes());
+                out.push(*member_type);
+            }
+            AdminRequest::Leave { node } => {
+                out.push(5);
+                out.extend_from_slice(&node.to_le_bytes());
+            }
+            AdminRequest::Reconfigure { node, member_type } => {
+                out.push(6);
+                out.extend_from_slice(&node.to_le_bytes());
+                out.push(*member_type);
+            }
         }
+        Bytes::from(out)
     }
 
     /// Reads a payload.
@@ -90,6 +175,24 @@ impl AdminRequest {
         let mut reader = Reader::new(payload);
         let request = match reader.u8("admin request")? {
             1 => AdminRequest::Status,
+            2 => AdminRequest::AddPeer {
+                node: reader.u64("node")?,
+                address: reader.text("address")?,
+            },
+            3 => AdminRequest::RemovePeer {
+                node: reader.u64("node")?,
+            },
+            4 => AdminRequest::Join {
+                node: reader.u64("node")?,
+                member_type: reader.u8("member type")?,
+            },
+            5 => AdminRequest::Leave {
+                node: reader.u64("node")?,
+            },
+            6 => AdminRequest::Reconfigure {
+                node: reader.u64("node")?,
+                member_type: reader.u8("member type")?,
+            },
             other => {
                 return Err(DecodeError::Invalid {
                     what: "admin request",
@@ -117,15 +220,27 @@ impl AdminResponse {
                 out.extend_from_slice(&status.commit_index.to_le_bytes());
                 out.extend_from_slice(&status.applied_index.to_le_bytes());
                 out.extend_from_slice(&status.last_index.to_le_bytes());
-                let count = u32::try_from(status.members.len()).unwrap_or(u32::MAX);
-                out.extend_from_slice(&count.to_le_bytes());
-                for &(id, member_type) in &status.members {
-                    out.extend_from_slice(&id.to_le_bytes());
-                    out.push(member_type);
-                }
+                out.extend_from_slice(&status.configuration_index.to_le_bytes());
+                out.extend_from_slice(&status.configuration_term.to_le_bytes());
+                put_members(&mut out, &status.members);
             }
             AdminResponse::Error { reason } => {
                 out.push(2);
+                put_bytes(&mut out, reason.as_bytes());
+            }
+            AdminResponse::Done => out.push(3),
+            AdminResponse::Changed {
+                index,
+                term,
+                members,
+            } => {
+                out.push(4);
+                out.extend_from_slice(&index.to_le_bytes());
+                out.extend_from_slice(&term.to_le_bytes());
+                put_members(&mut out, members);
+            }
+            AdminResponse::Retry { reason } => {
+                out.push(5);
                 put_bytes(&mut out, reason.as_bytes());
             }
         }
@@ -147,17 +262,9 @@ impl AdminResponse {
                 let commit_index = reader.u64("commit index")?;
                 let applied_index = reader.u64("applied index")?;
                 let last_index = reader.u64("last index")?;
-                let count = reader.u32("member count")?;
-                if count > STATUS_MEMBERS_MAX {
-                    return Err(DecodeError::Invalid {
-                        what: "member count",
-                        value: u64::from(count),
-                    });
-                }
-                let mut members = Vec::new();
-                for _ in 0..count {
-                    members.push((reader.u64("member id")?, reader.u8("member type")?));
-                }
+                let configuration_index = reader.u64("configuration index")?;
+                let configuration_term = reader.u64("configuration term")?;
+                let members = read_members(&mut reader)?;
                 AdminResponse::Status(GroupStatus {
                     node,
                     role,
@@ -166,10 +273,21 @@ impl AdminResponse {
                     commit_index,
                     applied_index,
                     last_index,
+                    configuration_index,
+                    configuration_term,
                     members,
                 })
             }
             2 => AdminResponse::Error {
+                reason: reader.text("reason")?,
+            },
+            3 => AdminResponse::Done,
+            4 => AdminResponse::Changed {
+                index: reader.u64("configuration index")?,
+                term: reader.u64("configuration term")?,
+                members: read_members(&mut reader)?,
+            },
+            5 => AdminResponse::Retry {
                 reason: reader.text("reason")?,
             },
             other => {
@@ -181,6 +299,41 @@ impl AdminResponse {
         };
         reader.finish()?;
         Ok(response)
+    }
+}
+
+fn put_members(out: &mut Vec<u8>, members: &[(u64, u8)]) {
+    let count = u32::try_from(members.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&count.to_le_bytes());
+    for &(id, member_type) in members {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.push(member_type);
+    }
+}
+
+fn read_members(reader: &mut Reader) -> Result<Vec<(u64, u8)>, DecodeError> {
+    let count = reader.u32("member count")?;
+    if count > STATUS_MEMBERS_MAX {
+        return Err(DecodeError::Invalid {
+            what: "member count",
+            value: u64::from(count),
+        });
+    }
+    let mut members = Vec::new();
+    for _ in 0..count {
+        members.push((reader.u64("member id")?, reader.u8("member type")?));
+    }
+    Ok(members)
+}
+
+/// A member type's name.
+#[must_use]
+pub fn member_type_name(code: u8) -> &'static str {
+    match code {
+        1 => "reserve",
+        2 => "passive",
+        3 => "active",
+        _ => "inactive",
     }
 }
 
@@ -204,8 +357,19 @@ mod tests {
                 commit_index: 40,
                 applied_index: 39,
                 last_index: 41,
+                configuration_index: 2,
+                configuration_term: 1,
                 members: vec![(1, 3), (2, 3), (3, 2)],
             }),
+            AdminResponse::Done,
+            AdminResponse::Changed {
+                index: 9,
+                term: 2,
+                members: vec![(1, 3), (4, 1)],
+            },
+            AdminResponse::Retry {
+                reason: "a change is in flight".into(),
+            },
             AdminResponse::Error {
                 reason: "group 9 is not here".into(),
             },
@@ -221,7 +385,7 @@ mod tests {
             }
         }
         let mut huge = vec![1u8];
-        huge.extend_from_slice(&[0; 8 * 6 + 1]);
+        huge.extend_from_slice(&[0; 8 * 8 + 1]);
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(AdminResponse::decode(Bytes::from(huge)).is_err());
     }

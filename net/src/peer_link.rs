@@ -175,6 +175,12 @@ impl PeerLink {
         self.state.to
     }
 
+    /// The address it connects to.
+    #[must_use]
+    pub fn address(&self) -> SocketAddr {
+        self.state.address
+    }
+
     /// Counters.
     #[must_use]
     pub fn stats(&self) -> LinkStats {

@@ -15,6 +15,7 @@
 //! heartbeat_interval_ms = 250
 //! session_timeout_ms = 5000
 //! segment_size_bytes = 33554432
+//! join = false           # true: join a running cluster (see `coracle admin join`)
 //!
 //! [members]            # every node's shard-0 address; shard s listens on port + s
 //! 1 = "127.0.0.1:7000"
@@ -60,6 +61,8 @@ pub struct ConfigFile {
     pub session_timeout_ms: Option<u64>,
     /// See [`NodeConfig::segment_size_bytes`].
     pub segment_size_bytes: Option<u64>,
+    /// See [`NodeConfig::join`].
+    pub join: Option<bool>,
 }
 
 impl ConfigFile {
@@ -99,6 +102,7 @@ impl ConfigFile {
             heartbeat_interval_ms: other.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
             session_timeout_ms: other.session_timeout_ms.or(self.session_timeout_ms),
             segment_size_bytes: other.segment_size_bytes.or(self.segment_size_bytes),
+            join: other.join.or(self.join),
         }
     }
 
@@ -129,6 +133,7 @@ impl ConfigFile {
         config.shards = self.shards.unwrap_or(config.shards);
         config.groups = self.groups.unwrap_or(config.groups);
         config.pin_cores = self.pin_cores.unwrap_or(config.pin_cores);
+        config.join = self.join.unwrap_or(config.join);
         config.io_memory_bytes = self.io_memory_bytes.unwrap_or(config.io_memory_bytes);
         set(&mut config.tick_ms, self.tick_ms);
         set(&mut config.election_timeout_ms, self.election_timeout_ms);

@@ -70,7 +70,14 @@ impl<S: StateMachine> Group<S> {
         let mut replica_config = ReplicaConfig::new(ReplicaId(config.node), seed(config, id, now));
         replica_config.election_timeout_ms = config.election_timeout_ms;
         replica_config.heartbeat_interval_ms = config.heartbeat_interval_ms;
-        let voters: Vec<ReplicaId> = config.members.keys().map(|&node| ReplicaId(node)).collect();
+        // A joining node is not a voter of the configuration it starts from: it waits to be
+        // added by the leader (a configuration in its log, once it has one, overrides this).
+        let voters: Vec<ReplicaId> = config
+            .members
+            .keys()
+            .filter(|&&node| !(config.join && node == config.node))
+            .map(|&node| ReplicaId(node))
+            .collect();
         let replica = Replica::new(
             replica_config,
             Configuration::bootstrap(&voters),

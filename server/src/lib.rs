@@ -18,6 +18,7 @@ mod listener;
 pub mod local_cluster;
 pub mod node;
 pub mod node_config;
+pub mod peers_file;
 pub mod probe;
 pub mod shard;
 

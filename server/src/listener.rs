@@ -4,6 +4,7 @@
 //! wrongly checksummed frame, a payload that does not decode, a group that is not on this
 //! shard — closes that connection with a logged reason; the shard goes on.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -30,9 +31,21 @@ const HELLO_SIZE_BYTES_MAX: usize = 4096;
 pub(crate) async fn accept_loop<S: StateMachine>(shard: Rc<Shard<S>>, listener: TcpListener) {
     loop {
         match listener.accept().await {
+            Ok(_) if shard.is_stopping() => return,
             Ok(stream) => {
-                glommio::spawn_local(serve(Rc::clone(&shard), stream)).detach();
+                let id = shard.next_task_id();
+                shard.socket_opened(id, stream.as_raw_fd());
+                let task = {
+                    let shard = Rc::clone(&shard);
+                    glommio::spawn_local(async move {
+                        serve(Rc::clone(&shard), stream).await;
+                        shard.task_ended(id);
+                    })
+                    .detach()
+                };
+                shard.task_started(id, task);
             }
+            Err(_) if shard.is_stopping() => return,
             Err(error) => {
                 eprintln!(
                     "coracle: node {} shard {}: accept failed: {error}",
@@ -61,9 +74,7 @@ async fn serve<S: StateMachine>(shard: Rc<Shard<S>>, stream: TcpStream) {
         }
     };
     let config = &shard.config;
-    let checked = hello.check(&config.cluster, shard.index, |node| {
-        node != config.node && config.members.contains_key(&node)
-    });
+    let checked = hello.check(&config.cluster, shard.index, |node| shard.knows(node));
     if let Err(error) = checked {
         refuse(&shard, &mut write_half, &peer_address, &error.to_string()).await;
         return;
@@ -205,7 +216,11 @@ async fn serve_client<S: StateMachine>(
                 Ok(request) => request,
                 Err(error) => break format!("malformed admin request: {error}"),
             };
-            if shard.holds(frame.group) {
+            let for_the_node = matches!(
+                request,
+                AdminRequest::AddPeer { .. } | AdminRequest::RemovePeer { .. }
+            );
+            if for_the_node || shard.holds(frame.group) {
                 shard.inbox.push(Input::Admin {
                     connection: connection.id,
                     group: frame.group,

@@ -38,6 +38,15 @@ impl Node {
         S: StateMachine,
         F: Fn(u32) -> S + Send + Sync + 'static,
     {
+        let mut config = config;
+        // A stored address book (written when nodes joined or left) overrides the members
+        // configured; this node's own address stays as configured.
+        if let Some(mut stored) = crate::peers_file::load(&config.data_dir)? {
+            if let Some(&own) = config.members.get(&config.node) {
+                stored.insert(config.node, own);
+            }
+            config.members = stored;
+        }
         config.validate().map_err(|error| error.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let machine = Arc::new(machine);
@@ -147,6 +156,16 @@ where
         let _ = ready.send(Err(reason.clone()));
         return Err(reason);
     };
+    // glommio binds with SO_REUSEPORT, so a second server on the same port would share its
+    // connections silently. A plain bind cannot tell (connections of a previous run
+    // lingering in FIN-WAIT refuse it for up to a minute); a connection can: if something
+    // answers, the port is taken.
+    if std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(200)).is_ok()
+    {
+        let reason = format!("cannot listen on {address}: something is listening there already");
+        let _ = ready.send(Err(reason.clone()));
+        return Err(reason);
+    }
     let listener = match glommio::net::TcpListener::bind(address) {
         Ok(listener) => listener,
         Err(error) => {
@@ -157,10 +176,13 @@ where
     };
     let shard = Rc::new(Shard::new(Rc::new(config), shard, clock, groups));
     shard.link_peers();
-    let acceptor = glommio::spawn_local(accept_loop(Rc::clone(&shard), listener)).detach();
+    // Detached: it ends by itself once the shard stops (see `Shard::close_all`).
+    glommio::spawn_local(accept_loop(Rc::clone(&shard), listener)).detach();
     let _ = ready.send(Ok(()));
     Rc::clone(&shard).drive(stop).await;
-    acceptor.cancel();
+    shard.close_all();
+    // Let the cancelled tasks be dropped (closing their sockets) before the executor ends.
+    glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
     Ok(())
 }
 

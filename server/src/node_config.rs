@@ -43,6 +43,10 @@ pub struct NodeConfig {
     pub segment_size_bytes: u64,
     /// Flushes write but never sync: a crash loses acknowledged writes. Benchmarks only.
     pub unsynced_for_benchmarks_only: bool,
+    /// This node joins a running cluster: its groups start outside their configuration
+    /// (the other members are the voters) and wait for the leader to add them
+    /// (`coracle admin join`). Without it, every member starts as a voter (bootstrap).
+    pub join: bool,
 }
 
 impl NodeConfig {
@@ -64,6 +68,7 @@ impl NodeConfig {
             session_timeout_ms: coracle_engine::server::config::SESSION_TIMEOUT_MS_DEFAULT,
             segment_size_bytes: coracle_storage::segment_log::SEGMENT_SIZE_BYTES_DEFAULT,
             unsynced_for_benchmarks_only: false,
+            join: false,
         }
     }
 
@@ -96,6 +101,12 @@ impl NodeConfig {
                     "must be 1 to {} bytes",
                     coracle_net::handshake::CLUSTER_NAME_SIZE_BYTES_MAX
                 ),
+            );
+        }
+        if self.join && self.members.len() < 2 {
+            return bad(
+                "join",
+                "a joining node needs at least one other member to join".into(),
             );
         }
         if !self.members.contains_key(&self.node) {

@@ -226,8 +226,13 @@ pub fn wait_for_leaders(
                 };
                 match answer {
                     Ok(AdminResponse::Status(status)) => status.role == 5,
-                    Ok(AdminResponse::Error { reason }) | Err(reason) => {
+                    Ok(AdminResponse::Error { reason } | AdminResponse::Retry { reason })
+                    | Err(reason) => {
                         last_reason = reason;
+                        false
+                    }
+                    Ok(other) => {
+                        last_reason = format!("unexpected answer {other:?}");
                         false
                     }
                 }

@@ -19,6 +19,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,7 +28,10 @@ use std::time::Duration;
 use coracle_engine::entry_codec;
 use coracle_engine::server::{ConnectionId, ServerOutput};
 use coracle_engine::state_machine::StateMachine;
-use coracle_engine::{Action, ReplicaId, Role, Time};
+use coracle_engine::{
+    Action, Configuration, ConfigurationError, MemberStatus, MembershipChange, ReplicaId, Role,
+    Time,
+};
 use coracle_net::admin::{AdminRequest, AdminResponse, GroupStatus};
 use coracle_net::kind;
 use coracle_net::peer_codec::encode_peer_message;
@@ -63,8 +67,24 @@ pub struct Shard<S: StateMachine> {
     pub(crate) inbox: Inbox,
     groups: RefCell<BTreeMap<u32, Group<S>>>,
     links: RefCell<BTreeMap<u64, PeerLink>>,
+    /// Where every known node listens (shard 0): the configured members, plus nodes added
+    /// at run time (joining), less nodes removed (left).
+    peers: RefCell<BTreeMap<u64, SocketAddr>>,
+    /// Membership changes asked by `coracle admin`, waiting for their outcome: the request
+    /// id given to the replica, and who asked.
+    membership_waiting: RefCell<BTreeMap<u64, (ConnectionId, u32)>>,
+    next_membership_request: Cell<u64>,
     pub(crate) clients: RefCell<BTreeMap<ConnectionId, Rc<ClientConn>>>,
     next_connection: Cell<u64>,
+    /// The tasks serving accepted connections, cancelled when the shard stops (they hold
+    /// the sockets).
+    tasks: RefCell<BTreeMap<u64, glommio::task::JoinHandle<()>>>,
+    /// The sockets of those tasks and the listener's: glommio keeps a socket open while an
+    /// accept or a read is pending on it, even after its task is cancelled, so stopping
+    /// shuts them down (the peers then see the connection end, and the port is free).
+    sockets: RefCell<BTreeMap<u64, std::os::fd::RawFd>>,
+    stopping: Cell<bool>,
+    next_task: Cell<u64>,
     /// Set by the ticker task: the groups' timers are due.
     tick_due: Cell<bool>,
     stats: RefCell<ShardStats>,
@@ -79,36 +99,63 @@ impl<S: StateMachine> Shard<S> {
         groups: BTreeMap<u32, Group<S>>,
     ) -> Shard<S> {
         Shard {
+            peers: RefCell::new(config.members.clone()),
             config,
             index,
             clock,
             inbox: Inbox::new(),
             groups: RefCell::new(groups),
             links: RefCell::new(BTreeMap::new()),
+            membership_waiting: RefCell::new(BTreeMap::new()),
+            next_membership_request: Cell::new(1),
             clients: RefCell::new(BTreeMap::new()),
             next_connection: Cell::new(1),
+            tasks: RefCell::new(BTreeMap::new()),
+            sockets: RefCell::new(BTreeMap::new()),
+            stopping: Cell::new(false),
+            next_task: Cell::new(1),
             tick_due: Cell::new(false),
             stats: RefCell::new(ShardStats::default()),
         }
     }
 
-    /// Starts the links to the same shard on every other member.
+    /// Starts the links to the same shard on every other known node.
     pub(crate) fn link_peers(&self) {
+        let nodes: Vec<u64> = self.peers.borrow().keys().copied().collect();
+        for node in nodes {
+            self.link(node);
+        }
+    }
+
+    /// Starts the link to `node` (again, if its address changed).
+    fn link(&self, node: u64) {
+        if node == self.config.node {
+            return;
+        }
+        let Some(address) = self.peer_address(node) else {
+            return;
+        };
         let mut options = coracle_net::peer_link::PeerLinkOptions::new(
             self.config.cluster.clone(),
             self.config.node,
             self.index,
         );
         options.connect_timeout = Duration::from_millis(self.config.election_timeout_ms);
-        let mut links = self.links.borrow_mut();
-        for &node in self.config.members.keys() {
-            if node == self.config.node {
-                continue;
-            }
-            if let Some(address) = self.config.address(node, self.index) {
-                links.insert(node, PeerLink::start(options.clone(), node, address));
-            }
-        }
+        self.links
+            .borrow_mut()
+            .insert(node, PeerLink::start(options, node, address));
+    }
+
+    /// Where shard `self.index` of `node` listens.
+    fn peer_address(&self, node: u64) -> Option<SocketAddr> {
+        let base = *self.peers.borrow().get(&node)?;
+        let port = u16::try_from(u32::from(base.port()) + self.index).ok()?;
+        Some(SocketAddr::new(base.ip(), port))
+    }
+
+    /// Whether `node` is a node this shard knows (a peer's hello is refused otherwise).
+    pub(crate) fn knows(&self, node: u64) -> bool {
+        node != self.config.node && self.peers.borrow().contains_key(&node)
     }
 
     /// Whether `group` runs on this shard.
@@ -123,6 +170,57 @@ impl<S: StateMachine> Shard<S> {
         let connection = Rc::new(ClientConn::new(id));
         self.clients.borrow_mut().insert(id, Rc::clone(&connection));
         connection
+    }
+
+    /// A number for a connection's task.
+    pub(crate) fn next_task_id(&self) -> u64 {
+        let id = self.next_task.get();
+        self.next_task.set(id + 1);
+        id
+    }
+
+    /// Keeps a connection's task, to cancel it at stop.
+    pub(crate) fn task_started(&self, id: u64, task: glommio::task::JoinHandle<()>) {
+        self.tasks.borrow_mut().insert(id, task);
+    }
+
+    /// A connection's task ended by itself (its socket is closed).
+    pub(crate) fn task_ended(&self, id: u64) {
+        self.tasks.borrow_mut().remove(&id);
+        self.sockets.borrow_mut().remove(&id);
+    }
+
+    /// Notes the socket of task `id` (0: the listener), to shut down at stop. The caller
+    /// forgets it (`task_ended`) before the socket is closed, on this thread, so the number
+    /// never names another socket here.
+    pub(crate) fn socket_opened(&self, id: u64, socket: std::os::fd::RawFd) {
+        self.sockets.borrow_mut().insert(id, socket);
+    }
+
+    /// Stops everything that holds a socket: connection tasks, client writers, peer links.
+    pub(crate) fn close_all(&self) {
+        self.stopping.set(true);
+        // The listener's socket stays open while its accept is pending, and glommio does
+        // not hand out its descriptor: a connection of our own completes the accept, and
+        // the loop, seeing the stop, ends and drops it.
+        if let Some(address) = self.config.address(self.config.node, self.index) {
+            let _ = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200));
+        }
+        for (_, socket) in std::mem::take(&mut *self.sockets.borrow_mut()) {
+            let _ = nix::sys::socket::shutdown(socket, nix::sys::socket::Shutdown::Both);
+        }
+        for (_, task) in std::mem::take(&mut *self.tasks.borrow_mut()) {
+            task.cancel();
+        }
+        for (_, client) in std::mem::take(&mut *self.clients.borrow_mut()) {
+            client.close();
+        }
+        self.links.borrow_mut().clear();
+    }
+
+    /// Whether the shard is stopping.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.get()
     }
 
     /// Counters.
@@ -241,29 +339,16 @@ impl<S: StateMachine> Shard<S> {
             Input::Admin {
                 connection,
                 group,
-                request: AdminRequest::Status,
+                request,
             } => {
-                let answer = match groups.get(&group) {
-                    Some(group) if group.stopped.is_none() => {
-                        AdminResponse::Status(status_of(self.config.node, group))
-                    }
-                    Some(group) => AdminResponse::Error {
-                        reason: format!(
-                            "group {} stopped: {}",
-                            group.id,
-                            group.stopped.clone().unwrap_or_default()
-                        ),
-                    },
-                    None => AdminResponse::Error {
-                        reason: format!("group {group} is not here"),
-                    },
-                };
-                let client = self.clients.borrow().get(&connection).cloned();
-                if let Some(client) = client {
-                    client.send_raw(kind::ADMIN_RESPONSE, group, &answer.encode());
+                if let Some(answer) = self.admin(groups, connection, group, request, outputs) {
+                    self.answer_admin(connection, group, &answer);
                 }
             }
             Input::ClientClosed { connection } => {
+                self.membership_waiting
+                    .borrow_mut()
+                    .retain(|_, (waiting, _)| *waiting != connection);
                 for group in groups.values_mut() {
                     group.server.on_connection_closed(connection);
                 }
@@ -289,6 +374,124 @@ impl<S: StateMachine> Shard<S> {
                     self.persisted(group, now, outputs);
                 }
             }
+        }
+    }
+
+    /// Carries out an admin request; `None` when the answer comes later (a membership
+    /// change, answered once committed).
+    fn admin(
+        &self,
+        groups: &mut BTreeMap<u32, Group<S>>,
+        connection: ConnectionId,
+        group: u32,
+        request: AdminRequest,
+        outputs: &mut Vec<ServerOutput>,
+    ) -> Option<AdminResponse> {
+        let change = match request {
+            AdminRequest::AddPeer { node, address } => return Some(self.add_peer(node, &address)),
+            AdminRequest::RemovePeer { node } => return Some(self.remove_peer(node)),
+            AdminRequest::Status => {
+                return Some(match groups.get(&group) {
+                    Some(group) if group.stopped.is_none() => {
+                        AdminResponse::Status(status_of(self.config.node, group))
+                    }
+                    Some(group) => AdminResponse::Error {
+                        reason: format!(
+                            "group {} stopped: {}",
+                            group.id,
+                            group.stopped.clone().unwrap_or_default()
+                        ),
+                    },
+                    None => AdminResponse::Error {
+                        reason: format!("group {group} is not here"),
+                    },
+                })
+            }
+            change => change,
+        };
+        let Some(group) = live(groups, group) else {
+            return Some(AdminResponse::Error {
+                reason: format!("group {group} is not running here"),
+            });
+        };
+        let change = match membership_change(&change, group.server.replica().configuration()) {
+            Ok(change) => change,
+            Err(reason) => return Some(AdminResponse::Error { reason }),
+        };
+        let request_id = self.next_membership_request.get();
+        self.next_membership_request.set(request_id + 1);
+        let asked = group.server.replica_input(
+            |replica, actions| replica.request_membership(change, request_id, actions),
+            outputs,
+        );
+        match asked {
+            Ok(()) => {
+                self.membership_waiting
+                    .borrow_mut()
+                    .insert(request_id, (connection, group.id));
+                self.carry_out(group, outputs);
+                None
+            }
+            Err(error) => {
+                self.carry_out(group, outputs);
+                Some(refusal(&error))
+            }
+        }
+    }
+
+    fn answer_admin(&self, connection: ConnectionId, group: u32, answer: &AdminResponse) {
+        let client = self.clients.borrow().get(&connection).cloned();
+        if let Some(client) = client {
+            client.send_raw(kind::ADMIN_RESPONSE, group, &answer.encode());
+        }
+    }
+
+    /// Learns (or moves) a node's address and links to it; shard 0 keeps the address book.
+    fn add_peer(&self, node: u64, address: &str) -> AdminResponse {
+        let resolved = std::net::ToSocketAddrs::to_socket_addrs(address)
+            .ok()
+            .and_then(|mut all| all.next());
+        let Some(resolved) = resolved else {
+            return AdminResponse::Error {
+                reason: format!("{address:?} is not an address"),
+            };
+        };
+        if node == self.config.node {
+            return AdminResponse::Error {
+                reason: format!("node {node} is this node"),
+            };
+        }
+        let previous = self.peers.borrow_mut().insert(node, resolved);
+        if previous != Some(resolved) {
+            self.link(node);
+            eprintln!(
+                "coracle: node {} shard {}: node {node} is at {resolved}",
+                self.config.node, self.index
+            );
+        }
+        self.save_peers()
+    }
+
+    /// Forgets a node and drops the link to it.
+    fn remove_peer(&self, node: u64) -> AdminResponse {
+        if node == self.config.node {
+            return AdminResponse::Error {
+                reason: format!("node {node} is this node"),
+            };
+        }
+        self.peers.borrow_mut().remove(&node);
+        self.links.borrow_mut().remove(&node);
+        self.save_peers()
+    }
+
+    /// Shard 0 writes the address book where the next start reads it.
+    fn save_peers(&self) -> AdminResponse {
+        if self.index != 0 {
+            return AdminResponse::Done;
+        }
+        match crate::peers_file::save(&self.config.data_dir, &self.peers.borrow()) {
+            Ok(()) => AdminResponse::Done,
+            Err(reason) => AdminResponse::Error { reason },
         }
     }
 
@@ -324,6 +527,23 @@ impl<S: StateMachine> Shard<S> {
                 ServerOutput::Replica(Action::RoleChanged { role, .. }) => {
                     if role == Role::Leader {
                         self.stats.borrow_mut().leaderships += 1;
+                    }
+                }
+                ServerOutput::Replica(Action::MembershipOutcome {
+                    request_id,
+                    outcome,
+                }) => {
+                    let waiting = self.membership_waiting.borrow_mut().remove(&request_id);
+                    if let Some((connection, asked)) = waiting {
+                        let answer = match outcome {
+                            Ok(configuration) => AdminResponse::Changed {
+                                index: configuration.index.0,
+                                term: configuration.term.0,
+                                members: members_of(&configuration),
+                            },
+                            Err(error) => refusal(&error),
+                        };
+                        self.answer_admin(connection, asked, &answer);
                     }
                 }
                 ServerOutput::Replica(_) => {}
@@ -386,17 +606,76 @@ fn status_of<S: StateMachine>(node: u64, group: &Group<S>) -> GroupStatus {
         commit_index: replica.commit_index().0,
         applied_index: replica.applied_index().0,
         last_index: replica.log().last_index().0,
-        members: replica
-            .configuration()
-            .members
-            .iter()
-            .map(|member| {
-                (
-                    member.id.0,
-                    entry_codec::member_type_code(member.member_type),
-                )
+        configuration_index: replica.configuration().index.0,
+        configuration_term: replica.configuration().term.0,
+        members: members_of(replica.configuration()),
+    }
+}
+
+fn members_of(configuration: &Configuration) -> Vec<(u64, u8)> {
+    configuration
+        .members
+        .iter()
+        .map(|member| {
+            (
+                member.id.0,
+                entry_codec::member_type_code(member.member_type),
+            )
+        })
+        .collect()
+}
+
+/// The engine's change for an admin request, read against the configuration in force.
+fn membership_change(
+    request: &AdminRequest,
+    configuration: &Configuration,
+) -> Result<MembershipChange, String> {
+    let member_type = |code: u8| {
+        entry_codec::member_type_from(code).ok_or_else(|| {
+            format!("member type {code} is not reserve (1), passive (2) or active (3)")
+        })
+    };
+    match *request {
+        AdminRequest::Join {
+            node,
+            member_type: code,
+        } => Ok(MembershipChange::Join {
+            id: ReplicaId(node),
+            member_type: member_type(code)?,
+        }),
+        AdminRequest::Leave { node } => Ok(MembershipChange::Leave {
+            id: ReplicaId(node),
+        }),
+        AdminRequest::Reconfigure {
+            node,
+            member_type: code,
+        } => {
+            let status = configuration
+                .member(ReplicaId(node))
+                .map_or(MemberStatus::Available, |member| member.status);
+            Ok(MembershipChange::Reconfigure {
+                id: ReplicaId(node),
+                member_type: member_type(code)?,
+                status,
+                configuration_index: configuration.index,
+                configuration_term: configuration.term,
             })
-            .collect(),
+        }
+        _ => Err("not a membership change".into()),
+    }
+}
+
+/// A refused change: worth retrying soon, or not.
+fn refusal(error: &ConfigurationError) -> AdminResponse {
+    match error {
+        ConfigurationError::NotLeader { leader: None }
+        | ConfigurationError::NotReady
+        | ConfigurationError::ChangeInFlight => AdminResponse::Retry {
+            reason: error.to_string(),
+        },
+        _ => AdminResponse::Error {
+            reason: error.to_string(),
+        },
     }
 }
 

@@ -192,3 +192,19 @@ fn sixty_four_groups_over_two_shards_each_elect_a_leader_and_take_a_write() {
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_second_node_on_a_taken_port_is_refused_with_the_reason() {
+    let root = temp_dir("taken-port");
+    let mut cluster = LocalCluster::configure(1, 1, &root).expect("ports");
+    cluster.start(|_group| KvMachine::default()).expect("start");
+    let mut second = cluster.configs[&1].clone();
+    second.data_dir = root.join("second");
+    let error = match coracle_server::Node::start(second, |_group| KvMachine::default()) {
+        Ok(_) => panic!("two nodes on one port"),
+        Err(error) => error,
+    };
+    assert!(error.contains("listening there already"), "{error}");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}
