@@ -13,7 +13,9 @@ use coracle_engine::state_machine::StateMachine;
 use coracle_net::admin::{AdminRequest, AdminResponse};
 use coracle_net::frame::{encode_frame_into, FrameDecoder};
 use coracle_net::frame_reader::FrameReader;
+use coracle_net::local_transport::LocalReceiver;
 use coracle_net::peer_codec::decode_peer_message;
+use coracle_net::Frame;
 use coracle_net::{kind, HandshakeError, Hello, HelloReply, Party};
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::AsyncWriteExt;
@@ -163,24 +165,55 @@ async fn serve_peer<S: StateMachine>(
             Ok(None) => return "closed by the peer".into(),
             Err(error) => return error.to_string(),
         };
-        if frame.kind != kind::PEER {
-            return format!("frame kind {} on a peer link", frame.kind);
+        if let Err(reason) = accept_peer_frame(shard, node, frame).await {
+            return reason;
         }
-        if !shard.holds(frame.group) {
-            return format!("group {} is not on this shard", frame.group);
-        }
-        let message = match decode_peer_message(&frame.payload) {
-            Ok(message) => message,
-            Err(error) => return format!("malformed message for group {}: {error}", frame.group),
+    }
+}
+
+/// Hands one frame from peer `node` to the driver, or says why it is refused.
+async fn accept_peer_frame<S: StateMachine>(
+    shard: &Shard<S>,
+    node: u64,
+    frame: Frame,
+) -> Result<(), String> {
+    if frame.kind != kind::PEER {
+        return Err(format!("frame kind {} on a peer link", frame.kind));
+    }
+    if !shard.holds(frame.group) {
+        return Err(format!("group {} is not on this shard", frame.group));
+    }
+    let message = decode_peer_message(&frame.payload)
+        .map_err(|error| format!("malformed message for group {}: {error}", frame.group))?;
+    shard
+        .inbox
+        .push_from_reader(Input::Peer {
+            from: node,
+            group: frame.group,
+            message,
+        })
+        .await;
+    Ok(())
+}
+
+/// Feeds frames from the in-process network to the driver. There is no connection to
+/// close: a frame that is refused is dropped with a logged reason.
+pub(crate) async fn serve_local_peers<S: StateMachine>(
+    shard: Rc<Shard<S>>,
+    mut receiver: LocalReceiver,
+) {
+    while let Some((from, frame)) = receiver.next().await {
+        let accepted = if shard.knows(from) {
+            accept_peer_frame(&shard, from, frame).await
+        } else {
+            Err(format!("node {from} is not a member"))
         };
-        shard
-            .inbox
-            .push_from_reader(Input::Peer {
-                from: node,
-                group: frame.group,
-                message,
-            })
-            .await;
+        if let Err(reason) = accepted {
+            eprintln!(
+                "coracle: node {} shard {}: dropped a frame from node {from}: {reason}",
+                shard.config.node, shard.index
+            );
+        }
     }
 }
 

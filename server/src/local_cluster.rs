@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use coracle_engine::state_machine::StateMachine;
+use coracle_net::local_transport::{LocalNetwork, LocalNetworkOptions};
 
 use crate::node::Node;
 use crate::node_config::NodeConfig;
@@ -40,6 +41,16 @@ impl LocalCluster {
             configs,
             nodes: BTreeMap::new(),
         })
+    }
+
+    /// Peers of every node talk through one in-process network instead of TCP (clients
+    /// still use TCP); returns it, for partitions.
+    pub fn use_local_network(&mut self) -> std::sync::Arc<LocalNetwork> {
+        let network = LocalNetwork::new(LocalNetworkOptions::default());
+        for config in self.configs.values_mut() {
+            config.local_network = Some(std::sync::Arc::clone(&network));
+        }
+        network
     }
 
     /// Starts every node not running, making machines with `machine`.

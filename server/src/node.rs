@@ -13,9 +13,12 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::clock::Clock;
 use crate::group::Group;
-use crate::listener::accept_loop;
+use crate::listener::{accept_loop, serve_local_peers};
 use crate::node_config::NodeConfig;
 use crate::shard::Shard;
+use coracle_net::peer_link::PeerLinkOptions;
+use coracle_net::tcp_transport::TcpTransport;
+use coracle_net::Transport;
 
 /// Groups opened at once while a shard starts.
 const OPENS_AT_ONCE: usize = 32;
@@ -174,8 +177,25 @@ where
             return Err(reason);
         }
     };
-    let shard = Rc::new(Shard::new(Rc::new(config), shard, clock, groups));
+    let index = shard;
+    let (transport, receiver): (Box<dyn Transport>, _) = match &config.local_network {
+        Some(network) => {
+            let (transport, receiver) = network.endpoint(&config.cluster, config.node, index);
+            (Box::new(transport), Some(receiver))
+        }
+        None => {
+            let mut options = PeerLinkOptions::new(config.cluster.clone(), config.node, index);
+            options.connect_timeout = std::time::Duration::from_millis(config.election_timeout_ms);
+            (Box::new(TcpTransport::new(options)), None)
+        }
+    };
+    let shard = Rc::new(Shard::new(Rc::new(config), index, clock, groups, transport));
     shard.link_peers();
+    if let Some(receiver) = receiver {
+        let id = shard.next_task_id();
+        let task = glommio::spawn_local(serve_local_peers(Rc::clone(&shard), receiver)).detach();
+        shard.task_started(id, task);
+    }
     // Detached: it ends by itself once the shard stops (see `Shard::close_all`).
     glommio::spawn_local(accept_loop(Rc::clone(&shard), listener)).detach();
     let _ = ready.send(Ok(()));

@@ -47,6 +47,10 @@ pub struct NodeConfig {
     /// (the other members are the voters) and wait for the leader to add them
     /// (`coracle admin join`). Without it, every member starts as a voter (bootstrap).
     pub join: bool,
+    /// Peers are reached through this in-process network instead of TCP (a cluster in one
+    /// process: tests, and the benchmark of the engine's own cost). Clients still connect
+    /// over TCP. Never set from a file.
+    pub local_network: Option<std::sync::Arc<coracle_net::local_transport::LocalNetwork>>,
 }
 
 impl NodeConfig {
@@ -69,6 +73,7 @@ impl NodeConfig {
             segment_size_bytes: coracle_storage::segment_log::SEGMENT_SIZE_BYTES_DEFAULT,
             unsynced_for_benchmarks_only: false,
             join: false,
+            local_network: None,
         }
     }
 

@@ -35,7 +35,7 @@ use coracle_engine::{
 use coracle_net::admin::{AdminRequest, AdminResponse, GroupStatus};
 use coracle_net::kind;
 use coracle_net::peer_codec::encode_peer_message;
-use coracle_net::peer_link::PeerLink;
+use coracle_net::Transport;
 use coracle_storage::StorageError;
 
 use crate::client_conn::ClientConn;
@@ -66,7 +66,8 @@ pub struct Shard<S: StateMachine> {
     pub(crate) clock: Clock,
     pub(crate) inbox: Inbox,
     groups: RefCell<BTreeMap<u32, Group<S>>>,
-    links: RefCell<BTreeMap<u64, PeerLink>>,
+    /// How messages reach the same shard on the peers: TCP links, or in-process mailboxes.
+    transport: Box<dyn Transport>,
     /// Where every known node listens (shard 0): the configured members, plus nodes added
     /// at run time (joining), less nodes removed (left).
     peers: RefCell<BTreeMap<u64, SocketAddr>>,
@@ -97,6 +98,7 @@ impl<S: StateMachine> Shard<S> {
         index: u32,
         clock: Clock,
         groups: BTreeMap<u32, Group<S>>,
+        transport: Box<dyn Transport>,
     ) -> Shard<S> {
         Shard {
             peers: RefCell::new(config.members.clone()),
@@ -105,7 +107,7 @@ impl<S: StateMachine> Shard<S> {
             clock,
             inbox: Inbox::new(),
             groups: RefCell::new(groups),
-            links: RefCell::new(BTreeMap::new()),
+            transport,
             membership_waiting: RefCell::new(BTreeMap::new()),
             next_membership_request: Cell::new(1),
             clients: RefCell::new(BTreeMap::new()),
@@ -127,23 +129,14 @@ impl<S: StateMachine> Shard<S> {
         }
     }
 
-    /// Starts the link to `node` (again, if its address changed).
+    /// Starts reaching `node` (again, if its address changed).
     fn link(&self, node: u64) {
         if node == self.config.node {
             return;
         }
-        let Some(address) = self.peer_address(node) else {
-            return;
-        };
-        let mut options = coracle_net::peer_link::PeerLinkOptions::new(
-            self.config.cluster.clone(),
-            self.config.node,
-            self.index,
-        );
-        options.connect_timeout = Duration::from_millis(self.config.election_timeout_ms);
-        self.links
-            .borrow_mut()
-            .insert(node, PeerLink::start(options, node, address));
+        if let Some(address) = self.peer_address(node) {
+            self.transport.add_peer(node, address);
+        }
     }
 
     /// Where shard `self.index` of `node` listens.
@@ -215,7 +208,10 @@ impl<S: StateMachine> Shard<S> {
         for (_, client) in std::mem::take(&mut *self.clients.borrow_mut()) {
             client.close();
         }
-        self.links.borrow_mut().clear();
+        let nodes: Vec<u64> = self.peers.borrow().keys().copied().collect();
+        for node in nodes.into_iter().filter(|&node| node != self.config.node) {
+            self.transport.remove_peer(node);
+        }
     }
 
     /// Whether the shard is stopping.
@@ -480,7 +476,7 @@ impl<S: StateMachine> Shard<S> {
             };
         }
         self.peers.borrow_mut().remove(&node);
-        self.links.borrow_mut().remove(&node);
+        self.transport.remove_peer(node);
         self.save_peers()
     }
 
@@ -548,13 +544,10 @@ impl<S: StateMachine> Shard<S> {
                 }
                 ServerOutput::Replica(_) => {}
                 ServerOutput::Peer { to, message } => {
-                    let links = self.links.borrow();
-                    let sent = links.get(&to.0).map(|link| {
-                        link.send(kind::PEER, group.id, |out| {
-                            encode_peer_message(&message, out);
-                        })
+                    let sent = self.transport.send(to.0, kind::PEER, group.id, &mut |out| {
+                        encode_peer_message(&message, out);
                     });
-                    if !matches!(sent, Some(Ok(()))) {
+                    if sent.is_err() {
                         self.stats.borrow_mut().peer_drops += 1;
                     }
                 }

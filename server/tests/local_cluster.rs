@@ -208,3 +208,53 @@ fn a_second_node_on_a_taken_port_is_refused_with_the_reason() {
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn an_in_process_network_carries_the_cluster_and_a_partitioned_leader_is_replaced() {
+    let root = temp_dir("in-process");
+    let mut cluster = LocalCluster::configure(3, 1, &root).expect("ports");
+    for config in cluster.configs.values_mut() {
+        config.segment_size_bytes = 256 * 1024;
+        config.election_timeout_ms = 300;
+        config.heartbeat_interval_ms = 60;
+    }
+    let network = cluster.use_local_network();
+    cluster.start(|_group| KvMachine::default()).expect("start");
+    let client = ClientId(11);
+    let first = leader_of(&cluster, 0, client);
+    network.isolate(first);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let name = cluster.cluster_name();
+    // Ask the others until one of them leads in a later term.
+    let replaced = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no new leader after isolating {first}"
+        );
+        let others: Vec<u64> = cluster
+            .configs
+            .keys()
+            .copied()
+            .filter(|&node| node != first)
+            .collect();
+        let found = others.iter().find_map(|&node| {
+            let address = cluster.configs[&node].members[&node];
+            let mut probe = Probe::connect(address, &name, client, Duration::from_secs(2)).ok()?;
+            match probe.request(0, RequestBody::Connect { client }).ok()? {
+                Ok(ResponseBody::Connect {
+                    leader: Some(leader),
+                    ..
+                }) if leader.0 != first => Some(leader.0),
+                _ => None,
+            }
+        });
+        if let Some(leader) = found {
+            break leader;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(replaced, first);
+    network.rejoin(first);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}

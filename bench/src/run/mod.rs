@@ -55,48 +55,51 @@ struct Outcome {
 /// session, or an output file could not be written.
 pub fn run(args: &RunArgs) -> BenchResult<()> {
     let mut cluster_guard = None;
-    let (addresses, description, fsync) =
-        if args.cluster.is_empty() {
-            let directory = EmbeddedDirectory::prepare(args.dir.as_deref(), args.keep)?;
-            let fsync = if args.fsync_probe > 0 {
-                Some(probe_fsync(&directory.path, args.fsync_probe)?)
-            } else {
-                None
-            };
-            let mut cluster = LocalCluster::configure(3, args.shards, &directory.path)?;
-            for config in cluster.configs.values_mut() {
-                config.groups = args.groups;
-                config.io_memory_bytes = EMBEDDED_IO_MEMORY_BYTES;
-                config.unsynced_for_benchmarks_only = args.unsynced;
-                // Every group of every node keeps a segment and a zero-filled spare: keep the
-                // total modest when there are many groups.
-                config.segment_size_bytes = (256 * 1024 * 1024 / u64::from(args.groups))
-                    .clamp(1024 * 1024, 32 * 1024 * 1024);
-            }
-            cluster.start(|_group| KvMachine::default())?;
-            let addresses: Vec<String> = cluster
-                .addresses()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            let description =
+    let (addresses, description, fsync) = if args.cluster.is_empty() {
+        let directory = EmbeddedDirectory::prepare(args.dir.as_deref(), args.keep)?;
+        let fsync = if args.fsync_probe > 0 {
+            Some(probe_fsync(&directory.path, args.fsync_probe)?)
+        } else {
+            None
+        };
+        let mut cluster = LocalCluster::configure(3, args.shards, &directory.path)?;
+        for config in cluster.configs.values_mut() {
+            config.groups = args.groups;
+            config.io_memory_bytes = EMBEDDED_IO_MEMORY_BYTES;
+            config.unsynced_for_benchmarks_only = args.unsynced;
+            // Every group of every node keeps a segment and a zero-filled spare: keep the
+            // total modest when there are many groups.
+            config.segment_size_bytes =
+                (256 * 1024 * 1024 / u64::from(args.groups)).clamp(1024 * 1024, 32 * 1024 * 1024);
+        }
+        if args.local_network {
+            cluster.use_local_network();
+        }
+        cluster.start(|_group| KvMachine::default())?;
+        let addresses: Vec<String> = cluster
+            .addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let description =
                 format!(
-            "embedded 3-node cluster on loopback ({} shard(s) per node, {} group(s), {}) in {}",
+            "embedded 3-node cluster on loopback ({} shard(s) per node, {} group(s), {}, peers over {}) in {}",
             args.shards,
             args.groups,
             if args.unsynced { "UNSYNCED" } else { "fdatasync" },
+            if args.local_network { "an in-process network" } else { "TCP" },
             directory.path.display()
         );
-            cluster_guard = Some((cluster, directory));
-            (addresses, description, fsync)
-        } else {
-            let description = format!(
-                "cluster {} ({} group(s))",
-                args.cluster.join(","),
-                args.groups
-            );
-            (args.cluster.clone(), description, None)
-        };
+        cluster_guard = Some((cluster, directory));
+        (addresses, description, fsync)
+    } else {
+        let description = format!(
+            "cluster {} ({} group(s))",
+            args.cluster.join(","),
+            args.groups
+        );
+        (args.cluster.clone(), description, None)
+    };
     let resolved: Vec<std::net::SocketAddr> = addresses
         .iter()
         .map(|text| {

@@ -148,6 +148,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub unsynced: bool,
 
+    /// Embedded cluster: the nodes talk through an in-process network instead of TCP
+    /// (clients still use TCP) — with --unsynced, what is left is the engine's own cost
+    #[arg(long)]
+    pub local_network: bool,
+
     /// 4 KiB write+fdatasync operations timed in the data directory before the load, for
     /// scale (0 skips it)
     #[arg(long, value_name = "N", default_value_t = 500)]
@@ -168,8 +173,10 @@ impl RunArgs {
     /// # Errors
     /// The message names what to change.
     pub fn check(&self) -> Result<(), String> {
-        if !self.cluster.is_empty() && (self.dir.is_some() || self.unsynced || self.keep) {
-            return Err("--dir, --keep and --unsynced are for the embedded cluster; drop them with --cluster".into());
+        if !self.cluster.is_empty()
+            && (self.dir.is_some() || self.unsynced || self.keep || self.local_network)
+        {
+            return Err("--dir, --keep, --unsynced and --local-network are for the embedded cluster; drop them with --cluster".into());
         }
         if let Some(rate) = self.rate {
             if rate < f64::from(self.clients) / 3600.0 {
