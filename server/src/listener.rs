@@ -95,11 +95,14 @@ async fn serve<S: StateMachine>(shard: Rc<Shard<S>>, stream: TcpStream) {
     reader.set_decoder(FrameDecoder::default());
     match hello.party {
         Party::Peer { node, .. } => {
-            let reason = serve_peer(&shard, reader, node).await;
-            eprintln!(
-                "coracle: node {} shard {}: closed the link from node {node} ({peer_address}): {reason}",
-                config.node, shard.index
-            );
+            // A peer closing its link is routine (it restarts, or reconnects after an
+            // error it logs itself); only a link this side refused is news here.
+            if let Some(reason) = serve_peer(&shard, reader, node).await {
+                eprintln!(
+                    "coracle: node {} shard {}: closed the link from node {node} ({peer_address}): {reason}",
+                    config.node, shard.index
+                );
+            }
         }
         Party::Client { .. } => serve_client(shard, reader, write_half, peer_address).await,
     }
@@ -153,20 +156,22 @@ async fn write_frame(
     write_half.write_all(&out).await
 }
 
-/// Feeds a peer's messages to the driver until the link ends; returns why it ended.
+/// Feeds a peer's messages to the driver until the link ends; returns why, unless the
+/// peer closed it or this shard is stopping.
 async fn serve_peer<S: StateMachine>(
     shard: &Shard<S>,
     mut reader: FrameReader<ReadHalf<TcpStream>>,
     node: u64,
-) -> String {
+) -> Option<String> {
     loop {
         let frame = match reader.next().await {
             Ok(Some(frame)) => frame,
-            Ok(None) => return "closed by the peer".into(),
-            Err(error) => return error.to_string(),
+            Ok(None) => return None,
+            Err(_) if shard.is_stopping() => return None,
+            Err(error) => return Some(error.to_string()),
         };
         if let Err(reason) = accept_peer_frame(shard, node, frame).await {
-            return reason;
+            return Some(reason);
         }
     }
 }

@@ -123,9 +123,9 @@ pub fn render(title: &str, intervals: &[Interval]) -> String {
     }
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="{:.1}" text-anchor="end">{} ops/s</text>"#,
-        LEFT - 6.0,
-        BARS_TOP + 10.0,
+        r#"<text x="{}" y="{:.1}">{} ops/s at most</text>"#,
+        LEFT + 4.0,
+        BARS_TOP - 4.0,
         top_rate.round()
     );
     let _ = writeln!(

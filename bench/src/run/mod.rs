@@ -68,9 +68,9 @@ pub fn run(args: &RunArgs) -> BenchResult<()> {
             config.io_memory_bytes = EMBEDDED_IO_MEMORY_BYTES;
             config.unsynced_for_benchmarks_only = args.unsynced;
             // Every group of every node keeps a segment and a zero-filled spare: keep the
-            // total modest when there are many groups.
+            // total near 256 MiB per node when there are many groups.
             config.segment_size_bytes =
-                (256 * 1024 * 1024 / u64::from(args.groups)).clamp(1024 * 1024, 32 * 1024 * 1024);
+                (128 * 1024 * 1024 / u64::from(args.groups)).clamp(64 * 1024, 32 * 1024 * 1024);
         }
         if args.local_network {
             cluster.use_local_network();
