@@ -10,11 +10,12 @@
 //! request:  1 status
 //!           2 add-peer node u64, address text     3 remove-peer node u64
 //!           4 join node u64, type u8              5 leave node u64
-//!           6 reconfigure node u64, type u8
+//!           6 reconfigure node u64, type u8   7 stats reset u8
 //! response: 1 status: node u64 | role u8 | term u64 | leader u64 (0: none) | commit u64 |
 //!             applied u64 | last u64 | configuration index u64, term u64 |
 //!             members u32 | (id u64, type u8)*
 //!           2 error: reason text               5 retry: reason text (try again soon)
+//!           6 stats: count u32, (name text, count, p50, p90, p99, max: u64 each)*
 //!           3 done                             4 changed: index u64, term u64, members
 //! ```
 
@@ -22,6 +23,8 @@ use bytes::Bytes;
 use coracle_engine::session::reader::put_bytes;
 use coracle_engine::session::{DecodeError, Reader};
 
+/// Most stages a stats answer lists.
+const STAGES_MAX: u32 = 64;
 /// Most members a status lists.
 const STATUS_MEMBERS_MAX: u32 = 1024;
 
@@ -60,6 +63,12 @@ pub enum AdminRequest {
         node: u64,
         /// Its new type.
         member_type: u8,
+    },
+    /// The shard's commit-stage figures (the commands it led), optionally starting them
+    /// afresh after reading.
+    Stats {
+        /// Reset after reading.
+        reset: bool,
     },
 }
 
@@ -131,6 +140,29 @@ pub enum AdminResponse {
         /// Why.
         reason: String,
     },
+    /// Commit stages of the commands the shard led: per stage, its name, the commands
+    /// counted, and p50, p90, p99 and max in µs from the request's arrival.
+    Stats {
+        /// The stages in order.
+        stages: Vec<StageFigures>,
+    },
+}
+
+/// One commit stage's figures: µs from a command's arrival at the leader.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StageFigures {
+    /// The stage: persisted, committed, applied or replied.
+    pub name: String,
+    /// Commands counted.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest.
+    pub max_us: u64,
 }
 
 impl AdminRequest {
@@ -163,6 +195,10 @@ impl AdminRequest {
                 out.extend_from_slice(&node.to_le_bytes());
                 out.push(*member_type);
             }
+            AdminRequest::Stats { reset } => {
+                out.push(7);
+                out.push(u8::from(*reset));
+            }
         }
         Bytes::from(out)
     }
@@ -192,6 +228,18 @@ impl AdminRequest {
             6 => AdminRequest::Reconfigure {
                 node: reader.u64("node")?,
                 member_type: reader.u8("member type")?,
+            },
+            7 => AdminRequest::Stats {
+                reset: match reader.u8("reset")? {
+                    0 => false,
+                    1 => true,
+                    other => {
+                        return Err(DecodeError::Invalid {
+                            what: "reset",
+                            value: u64::from(other),
+                        })
+                    }
+                },
             },
             other => {
                 return Err(DecodeError::Invalid {
@@ -243,6 +291,23 @@ impl AdminResponse {
                 out.push(5);
                 put_bytes(&mut out, reason.as_bytes());
             }
+            AdminResponse::Stats { stages } => {
+                out.push(6);
+                let count = u32::try_from(stages.len()).unwrap_or(u32::MAX);
+                out.extend_from_slice(&count.to_le_bytes());
+                for stage in stages {
+                    put_bytes(&mut out, stage.name.as_bytes());
+                    for value in [
+                        stage.count,
+                        stage.p50_us,
+                        stage.p90_us,
+                        stage.p99_us,
+                        stage.max_us,
+                    ] {
+                        out.extend_from_slice(&value.to_le_bytes());
+                    }
+                }
+            }
         }
         Bytes::from(out)
     }
@@ -290,6 +355,27 @@ impl AdminResponse {
             5 => AdminResponse::Retry {
                 reason: reader.text("reason")?,
             },
+            6 => {
+                let count = reader.u32("stage count")?;
+                if count > STAGES_MAX {
+                    return Err(DecodeError::Invalid {
+                        what: "stage count",
+                        value: u64::from(count),
+                    });
+                }
+                let mut stages = Vec::new();
+                for _ in 0..count {
+                    stages.push(StageFigures {
+                        name: reader.text("stage name")?,
+                        count: reader.u64("count")?,
+                        p50_us: reader.u64("p50")?,
+                        p90_us: reader.u64("p90")?,
+                        p99_us: reader.u64("p99")?,
+                        max_us: reader.u64("max")?,
+                    });
+                }
+                AdminResponse::Stats { stages }
+            }
             other => {
                 return Err(DecodeError::Invalid {
                     what: "admin response",
@@ -369,6 +455,16 @@ mod tests {
             },
             AdminResponse::Retry {
                 reason: "a change is in flight".into(),
+            },
+            AdminResponse::Stats {
+                stages: vec![StageFigures {
+                    name: "persisted".into(),
+                    count: 10,
+                    p50_us: 300,
+                    p90_us: 500,
+                    p99_us: 900,
+                    max_us: 1200,
+                }],
             },
             AdminResponse::Error {
                 reason: "group 9 is not here".into(),

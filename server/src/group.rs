@@ -24,7 +24,9 @@ pub struct Group<S: StateMachine> {
     pub server: Server<S>,
     log: SegmentLog,
     /// Persists staged, oldest first, with the log ticket that makes each durable.
-    persists: VecDeque<(PersistId, u64)>,
+    /// Persists staged, oldest first: id, the log ticket that makes it durable, and the
+    /// last entry index it wrote (if it wrote entries).
+    persists: VecDeque<(PersistId, u64, Option<u64>)>,
     /// Set when the log failed: the group takes no more input (fail-stop).
     pub stopped: Option<String>,
     /// A flush of this group runs (its end comes back as `Input::Flushed`).
@@ -121,8 +123,12 @@ impl<S: StateMachine> Group<S> {
             ticket = self.log.stage(entries)?;
         }
         // Tickets only grow, so the queue stays sorted by ticket.
-        debug_assert!(self.persists.back().is_none_or(|&(_, last)| last <= ticket));
-        self.persists.push_back((id, ticket));
+        debug_assert!(self
+            .persists
+            .back()
+            .is_none_or(|&(_, last, _)| last <= ticket));
+        let last_index = entries.last().map(|entry| entry.index.0);
+        self.persists.push_back((id, ticket, last_index));
         Ok(self.log.is_durable(ticket))
     }
 
@@ -146,17 +152,23 @@ impl<S: StateMachine> Group<S> {
     ///
     /// # Errors
     /// The log stopped: a flush failed.
-    pub fn take_durable(&mut self) -> Result<Option<PersistId>, StorageError> {
+    /// With it, the last entry index those persists wrote, if any wrote entries.
+    pub fn take_durable(&mut self) -> Result<Option<(PersistId, Option<u64>)>, StorageError> {
         self.log.check_running()?;
         let mut latest = None;
-        while let Some(&(id, ticket)) = self.persists.front() {
+        let mut last_index = None;
+        while let Some(&(id, ticket, index)) = self.persists.front() {
             if !self.log.is_durable(ticket) {
                 break;
             }
             latest = Some(id);
+            // A later persist may have replaced a suffix: its last index is what holds.
+            if index.is_some() {
+                last_index = index;
+            }
             self.persists.pop_front();
         }
-        Ok(latest)
+        Ok(latest.map(|id| (id, last_index)))
     }
 }
 

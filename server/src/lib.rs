@@ -11,6 +11,7 @@
 
 pub mod client_conn;
 pub mod clock;
+pub mod commit_stages;
 pub mod config_file;
 pub mod group;
 pub mod inbox;

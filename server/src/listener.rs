@@ -256,7 +256,9 @@ async fn serve_client<S: StateMachine>(
             };
             let for_the_node = matches!(
                 request,
-                AdminRequest::AddPeer { .. } | AdminRequest::RemovePeer { .. }
+                AdminRequest::AddPeer { .. }
+                    | AdminRequest::RemovePeer { .. }
+                    | AdminRequest::Stats { .. }
             );
             if for_the_node || shard.holds(frame.group) {
                 shard.inbox.push(Input::Admin {

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use coracle_engine::session::{
     wire, ClientError, ClientId, ClientRequest, RequestBody, ResponseBody, ToClient,
 };
-use coracle_net::admin::{AdminRequest, AdminResponse};
+use coracle_net::admin::{AdminRequest, AdminResponse, StageFigures};
 use coracle_net::frame::{encode_frame_into, FrameDecoder};
 use coracle_net::{kind, Hello, HelloReply, Party, PROTOCOL_VERSION};
 
@@ -244,4 +244,58 @@ pub fn wait_for_leaders(
         }
     }
     Ok(())
+}
+
+/// The commit stages of every shard of every node at `addresses` (shard-0 addresses),
+/// merged by stage: the counts added, the percentiles of the shard that counted the most
+/// (the busiest leader). `reset` starts them afresh after reading.
+///
+/// # Errors
+/// A node did not answer.
+pub fn commit_stages(
+    addresses: &[SocketAddr],
+    cluster: &str,
+    reset: bool,
+    timeout: Duration,
+) -> Result<Vec<StageFigures>, String> {
+    let client = ClientId(u128::from(std::process::id()) << 64 | 0x57a6);
+    let mut merged: Vec<StageFigures> = Vec::new();
+    let mut busiest: Vec<u64> = Vec::new();
+    for &base in addresses {
+        let first = Probe::connect(base, cluster, client, timeout)?;
+        let shards = first.shards.max(1);
+        let mut probe = Some(first);
+        for shard in 0..shards {
+            let mut connection = match probe.take() {
+                Some(probe) => probe,
+                None => {
+                    let port = u16::try_from(u32::from(base.port()) + shard)
+                        .map_err(|_| format!("{base}: no port for shard {shard}"))?;
+                    Probe::connect(SocketAddr::new(base.ip(), port), cluster, client, timeout)?
+                }
+            };
+            let AdminResponse::Stats { stages } =
+                connection.admin(shard, &AdminRequest::Stats { reset })?
+            else {
+                return Err(format!("{base} shard {shard}: no stats in the answer"));
+            };
+            for (position, stage) in stages.into_iter().enumerate() {
+                if merged.len() <= position {
+                    merged.push(StageFigures {
+                        name: stage.name.clone(),
+                        ..StageFigures::default()
+                    });
+                    busiest.push(0);
+                }
+                let count = stage.count;
+                let total = merged[position].count + count;
+                if count > busiest[position] {
+                    busiest[position] = count;
+                    merged[position] = stage;
+                }
+                merged[position].count = total;
+            }
+        }
+    }
+    Ok(merged)
 }

@@ -23,10 +23,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coracle_engine::entry_codec;
 use coracle_engine::server::{ConnectionId, ServerOutput};
+use coracle_engine::session::{RequestBody, ToClient};
 use coracle_engine::state_machine::StateMachine;
 use coracle_engine::{
     Action, Configuration, ConfigurationError, MemberStatus, MembershipChange, ReplicaId, Role,
@@ -40,6 +41,7 @@ use coracle_storage::StorageError;
 
 use crate::client_conn::ClientConn;
 use crate::clock::Clock;
+use crate::commit_stages::CommitStages;
 use crate::group::Group;
 use crate::inbox::{Inbox, Input};
 use crate::node_config::NodeConfig;
@@ -89,6 +91,8 @@ pub struct Shard<S: StateMachine> {
     /// Set by the ticker task: the groups' timers are due.
     tick_due: Cell<bool>,
     stats: RefCell<ShardStats>,
+    /// Where the commands this shard leads spend their time.
+    stages: RefCell<CommitStages>,
 }
 
 impl<S: StateMachine> Shard<S> {
@@ -118,6 +122,7 @@ impl<S: StateMachine> Shard<S> {
             next_task: Cell::new(1),
             tick_due: Cell::new(false),
             stats: RefCell::new(ShardStats::default()),
+            stages: RefCell::new(CommitStages::new()),
         }
     }
 
@@ -326,9 +331,27 @@ impl<S: StateMachine> Shard<S> {
                 request,
             } => {
                 if let Some(group) = live(groups, group) {
+                    let received = Instant::now();
+                    let request_id = request.request_id;
+                    let command = matches!(request.body, RequestBody::Command { .. });
                     group
                         .server
                         .on_client_request(connection, request, now, outputs);
+                    if command {
+                        // The leader logs a command at once: its entry is the last one
+                        // this request staged.
+                        let logged = outputs.iter().rev().find_map(|output| match output {
+                            ServerOutput::Replica(Action::Persist { entries, .. }) => {
+                                entries.last().map(|entry| entry.index.0)
+                            }
+                            _ => None,
+                        });
+                        if let Some(index) = logged {
+                            self.stages
+                                .borrow_mut()
+                                .logged(group.id, index, received, connection, request_id);
+                        }
+                    }
                     self.carry_out(group, outputs);
                 }
             }
@@ -342,6 +365,7 @@ impl<S: StateMachine> Shard<S> {
                 }
             }
             Input::ClientClosed { connection } => {
+                self.stages.borrow_mut().forget_connection(connection);
                 self.membership_waiting
                     .borrow_mut()
                     .retain(|_, (waiting, _)| *waiting != connection);
@@ -386,6 +410,14 @@ impl<S: StateMachine> Shard<S> {
         let change = match request {
             AdminRequest::AddPeer { node, address } => return Some(self.add_peer(node, &address)),
             AdminRequest::RemovePeer { node } => return Some(self.remove_peer(node)),
+            AdminRequest::Stats { reset } => {
+                let mut stages = self.stages.borrow_mut();
+                let summary = stages.summary();
+                if reset {
+                    stages.reset();
+                }
+                return Some(AdminResponse::Stats { stages: summary });
+            }
             AdminRequest::Status => {
                 return Some(match groups.get(&group) {
                     Some(group) if group.stopped.is_none() => {
@@ -494,7 +526,12 @@ impl<S: StateMachine> Shard<S> {
     /// Tells the group's server which persists are durable now.
     fn persisted(&self, group: &mut Group<S>, now: Time, outputs: &mut Vec<ServerOutput>) {
         match group.take_durable() {
-            Ok(Some(id)) => {
+            Ok(Some((id, last_index))) => {
+                if let Some(index) = last_index {
+                    self.stages
+                        .borrow_mut()
+                        .reached(0, group.id, index, Instant::now());
+                }
                 group.server.on_persisted(id, now, outputs);
                 self.carry_out(group, outputs);
             }
@@ -523,7 +560,14 @@ impl<S: StateMachine> Shard<S> {
                 ServerOutput::Replica(Action::RoleChanged { role, .. }) => {
                     if role == Role::Leader {
                         self.stats.borrow_mut().leaderships += 1;
+                    } else {
+                        self.stages.borrow_mut().forget_group(group.id);
                     }
+                }
+                ServerOutput::Replica(Action::Committed { index }) => {
+                    self.stages
+                        .borrow_mut()
+                        .reached(1, group.id, index.0, Instant::now());
                 }
                 ServerOutput::Replica(Action::MembershipOutcome {
                     request_id,
@@ -555,12 +599,24 @@ impl<S: StateMachine> Shard<S> {
                     connection,
                     message,
                 } => {
+                    if let ToClient::Response(response) = &message {
+                        self.stages.borrow_mut().replied(
+                            connection,
+                            response.request_id,
+                            Instant::now(),
+                        );
+                    }
                     let client = self.clients.borrow().get(&connection).cloned();
                     if let Some(client) = client {
                         client.send(group.id, &message);
                     }
                 }
                 ServerOutput::Applied { entries } => {
+                    if let Some(last) = entries.last() {
+                        self.stages
+                            .borrow_mut()
+                            .reached(2, group.id, last.index.0, Instant::now());
+                    }
                     self.stats.borrow_mut().applied += entries.len() as u64;
                 }
             }

@@ -46,6 +46,9 @@ struct Outcome {
     measured: Duration,
     fsync: Option<Latency>,
     description: String,
+    /// Where commands spent their time on the leaders: per stage, name, count, p50, p90,
+    /// p99, max (µs from arrival).
+    stages: Option<Vec<coracle_net::admin::StageFigures>>,
 }
 
 /// Runs the load generator.
@@ -115,7 +118,24 @@ pub fn run(args: &RunArgs) -> BenchResult<()> {
         args.groups,
         Duration::from_secs(30),
     )?;
-    let outcome = drive(args, addresses, description, fsync)?;
+    let stages_before = coracle_server::probe::commit_stages(
+        &resolved,
+        &args.cluster_name,
+        true,
+        Duration::from_secs(5),
+    );
+    let mut outcome = drive(args, addresses, description, fsync)?;
+    // The stages count from the end of the sessions' opening (warm-up included).
+    outcome.stages = match stages_before {
+        Ok(_) => coracle_server::probe::commit_stages(
+            &resolved,
+            &args.cluster_name,
+            false,
+            Duration::from_secs(5),
+        )
+        .ok(),
+        Err(_) => None,
+    };
     if let Some((cluster, directory)) = cluster_guard {
         drop(cluster);
         drop(directory);
@@ -264,6 +284,7 @@ fn drive(
         measured,
         fsync,
         description,
+        stages: None,
     })
 }
 
@@ -349,6 +370,20 @@ fn summary_text(args: &RunArgs, outcome: &Outcome) -> String {
             ));
         }
     }
+    if let Some(stages) = outcome
+        .stages
+        .as_ref()
+        .filter(|stages| stages.iter().any(|stage| stage.count > 0))
+    {
+        let listed: Vec<String> = stages
+            .iter()
+            .map(|stage| format!("{} {} / {}", stage.name, ms(stage.p50_us), ms(stage.p99_us)))
+            .collect();
+        out.push_str(&format!(
+            "  stages ms:  on the leader, from a command's arrival (p50 / p99): {}\n",
+            listed.join(", ")
+        ));
+    }
     for sample in &outcome.error_samples {
         out.push_str(&format!("  error:      {sample}\n"));
     }
@@ -379,6 +414,10 @@ fn summary_json(args: &RunArgs, outcome: &Outcome) -> serde_json::Value {
             "p999": latency.p999, "max": latency.max, "mean": latency.mean,
         },
         "fdatasync_us": outcome.fsync.map(|fsync| json!({"p50": fsync.p50, "p99": fsync.p99, "count": fsync.count})),
+        "stages_us": outcome.stages.as_ref().map(|stages| stages.iter().map(|stage| json!({
+            "stage": stage.name, "count": stage.count, "p50": stage.p50_us,
+            "p90": stage.p90_us, "p99": stage.p99_us, "max": stage.max_us,
+        })).collect::<Vec<_>>()),
         "hgrm": args.hgrm,
         "svg": args.svg,
     })

@@ -42,6 +42,14 @@ enum AdminCommand {
         #[arg(long, value_name = "G", default_value_t = 0)]
         group: u32,
     },
+    /// Where the commands each node led spent their time: from a request's arrival to its
+    /// entry durable on the leader, committed, applied and answered (p50, p90, p99, max,
+    /// ms), over every shard of the nodes given
+    Stats {
+        /// Start the figures afresh after reading them
+        #[arg(long)]
+        reset: bool,
+    },
     /// Add a node to the cluster: every node given learns its address, then it is added
     /// to each group (start it first with `coracle server --join`). Exits 0 once every
     /// group's change committed
@@ -131,6 +139,28 @@ pub fn run(args: AdminArgs) -> Result<(), Failure> {
     match args.command {
         AdminCommand::Status { groups } => status(&addresses, &args.cluster, groups, timeout),
         AdminCommand::Members { group } => members(&addresses, &args.cluster, group, timeout),
+        AdminCommand::Stats { reset } => {
+            let stages =
+                coracle_server::probe::commit_stages(&addresses, &args.cluster, reset, timeout)
+                    .map_err(Failure::unreachable)?;
+            println!(
+                "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
+                "stage", "commands", "p50 ms", "p90 ms", "p99 ms", "max ms"
+            );
+            let ms = |micros: u64| format!("{:.3}", micros as f64 / 1000.0);
+            for stage in stages {
+                println!(
+                    "{:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
+                    stage.name,
+                    stage.count,
+                    ms(stage.p50_us),
+                    ms(stage.p90_us),
+                    ms(stage.p99_us),
+                    ms(stage.max_us)
+                );
+            }
+            Ok(())
+        }
         AdminCommand::Join {
             node,
             address,
