@@ -72,8 +72,9 @@ pub fn run(args: &RunArgs) -> BenchResult<()> {
             config.unsynced_for_benchmarks_only = args.unsynced;
             // Every group of every node keeps a segment and a zero-filled spare: keep the
             // total near 256 MiB per node when there are many groups.
-            config.segment_size_bytes =
-                (128 * 1024 * 1024 / u64::from(args.groups)).clamp(64 * 1024, 32 * 1024 * 1024);
+            config.segment_size_bytes = args.segment_size.unwrap_or(
+                (128 * 1024 * 1024 / u64::from(args.groups)).clamp(64 * 1024, 32 * 1024 * 1024),
+            );
         }
         if args.local_network {
             cluster.use_local_network();

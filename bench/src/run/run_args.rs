@@ -148,6 +148,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub unsynced: bool,
 
+    /// Embedded cluster: segment size of every group's log [default: 32 MiB for one group,
+    /// less as groups grow, to keep about 256 MiB of segments per node]
+    #[arg(long, value_name = "BYTES", value_parser = parse_segment_size)]
+    pub segment_size: Option<u64>,
+
     /// Embedded cluster: the nodes talk through an in-process network instead of TCP
     /// (clients still use TCP) — with --unsynced, what is left is the engine's own cost
     #[arg(long)]
@@ -174,9 +179,13 @@ impl RunArgs {
     /// The message names what to change.
     pub fn check(&self) -> Result<(), String> {
         if !self.cluster.is_empty()
-            && (self.dir.is_some() || self.unsynced || self.keep || self.local_network)
+            && (self.dir.is_some()
+                || self.unsynced
+                || self.keep
+                || self.local_network
+                || self.segment_size.is_some())
         {
-            return Err("--dir, --keep, --unsynced and --local-network are for the embedded cluster; drop them with --cluster".into());
+            return Err("--dir, --keep, --unsynced, --local-network and --segment-size are for the embedded cluster; drop them with --cluster".into());
         }
         if let Some(rate) = self.rate {
             if rate < f64::from(self.clients) / 3600.0 {
@@ -206,6 +215,14 @@ fn parse_payload(text: &str) -> Result<u64, String> {
         return Err(format!(
             "at most {PAYLOAD_SIZE_BYTES_MAX} bytes (the key-value machine's value limit)"
         ));
+    }
+    Ok(size)
+}
+
+fn parse_segment_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if !(64 * 1024..=1024 * 1024 * 1024).contains(&size) {
+        return Err("must be 64 KiB to 1 GiB".into());
     }
     Ok(size)
 }
