@@ -258,3 +258,54 @@ fn an_in_process_network_carries_the_cluster_and_a_partitioned_leader_is_replace
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn bad_bytes_close_only_their_connection_and_strangers_are_refused_with_a_reason() {
+    use std::io::{Read, Write};
+    let root = temp_dir("bad-bytes");
+    let mut cluster = LocalCluster::configure(1, 1, &root).expect("ports");
+    cluster.start(|_group| KvMachine::default()).expect("start");
+    let address = cluster.addresses()[0];
+    let closed = |bytes: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream.write_all(bytes).expect("write");
+        let mut answer = Vec::new();
+        // The node answers a refusal (or nothing) and closes: the read ends.
+        let _ = stream.read_to_end(&mut answer);
+        answer
+    };
+    // Not a frame at all.
+    closed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    // A frame header claiming 4 GiB: refused from the header, nothing reserved.
+    let mut huge = b"CRCL\x01\x01\x00\x00".to_vec();
+    huge.extend_from_slice(&0u32.to_le_bytes());
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge.extend_from_slice(&0u32.to_le_bytes());
+    closed(&huge);
+    // A good hello with a flipped checksum.
+    let hello = coracle_net::Hello {
+        version: coracle_net::PROTOCOL_VERSION,
+        cluster: cluster.cluster_name(),
+        party: coracle_net::Party::Client { client: 5 },
+    };
+    let mut framed = bytes::BytesMut::new();
+    coracle_net::encode_frame(coracle_net::kind::HELLO, 0, &hello.encode(), &mut framed);
+    let last = framed.len() - 1;
+    framed[last] ^= 0x40;
+    closed(&framed);
+    // Another cluster's client is refused, and told why.
+    let refused = Probe::connect(address, "another", ClientId(3), Duration::from_secs(5))
+        .expect_err("refused");
+    assert!(
+        refused.contains("another") && refused.contains("not this cluster"),
+        "{refused}"
+    );
+    // The node still serves.
+    let client = ClientId(4);
+    assert_eq!(leader_of(&cluster, 0, client), 1);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -37,7 +37,7 @@ use coracle_engine::session::ClientId;
 use coracle_engine::state_machine::{decode_value, encode_command};
 use coracle_net::admin::{AdminRequest, AdminResponse, GroupStatus};
 use coracle_server::local_cluster::free_addresses;
-use coracle_server::probe::Probe;
+use coracle_server::probe::{wait_for_leaders, Probe};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_coracle");
 /// `GroupStatus::role` of a leader.
@@ -58,21 +58,30 @@ struct ProcessCluster {
     root: PathBuf,
     members: BTreeMap<u64, SocketAddr>,
     children: BTreeMap<u64, Child>,
+    shards: u32,
+    groups: u32,
 }
 
 impl ProcessCluster {
     fn start(name: &str) -> ProcessCluster {
+        ProcessCluster::start_sharded(name, 1, 1)
+    }
+
+    /// Three nodes with `shards` shards and `groups` groups each.
+    fn start_sharded(name: &str, shards: u32, groups: u32) -> ProcessCluster {
         let root = std::env::temp_dir().join(format!("coracle-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("a temporary directory");
         let members = (1..=3)
-            .zip(free_addresses(3, 1).expect("free ports"))
+            .zip(free_addresses(3, shards).expect("free ports"))
             .collect();
         let mut cluster = ProcessCluster {
             name: name.to_string(),
             root,
             members,
             children: BTreeMap::new(),
+            shards,
+            groups,
         };
         for node in 1..=3 {
             cluster.spawn(node);
@@ -98,6 +107,8 @@ impl ProcessCluster {
             .args(["server", "--node", &node.to_string()])
             .args(["--members", &members.join(",")])
             .args(["--cluster", &self.name])
+            .args(["--shards", &self.shards.to_string()])
+            .args(["--groups", &self.groups.to_string()])
             .arg("--data-dir")
             .arg(self.root.join(format!("node-{node}")))
             .args([
@@ -262,6 +273,32 @@ fn answer(pending: Pending<Response>, what: &str) -> Result<Response, coracle_cl
     pending
         .wait_timeout(WAIT)
         .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
+}
+
+#[test]
+fn sixty_four_groups_over_two_shards_on_three_processes_elect_and_take_writes() {
+    let _serial = serial();
+    let cluster = ProcessCluster::start_sharded("sixty-four", 2, 64);
+    let addresses: Vec<SocketAddr> = cluster.members.values().copied().collect();
+    wait_for_leaders(&addresses, &cluster.name, 64, WAIT).expect("a leader in every group");
+    for group in 0..64u32 {
+        let mut options = cluster.client_options(cluster.addresses());
+        options.group = group;
+        let client = BlockingClient::connect(options).expect("a session");
+        let value = format!("group {group}");
+        client.execute(&put("k", &value)).expect("written");
+        let read = get(&client, "k", QueryConsistency::Linearizable);
+        assert_eq!(read.as_deref(), Some(value.as_bytes()), "group {group}");
+        client.close().expect("closed");
+    }
+    // Each group is its own state machine: group 0's key says group 0.
+    let mut options = cluster.client_options(cluster.addresses());
+    options.group = 0;
+    let client = BlockingClient::connect(options).expect("a session");
+    assert_eq!(
+        get(&client, "k", QueryConsistency::Linearizable).as_deref(),
+        Some(&b"group 0"[..])
+    );
 }
 
 #[test]
