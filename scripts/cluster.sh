@@ -64,7 +64,7 @@ start_node() {
   fi
   mkdir -p "$dir"
   "$bin" server --node "$n" --members "$(members)" --cluster "$name" \
-    --data-dir "$dir/node-$n" --shards "$shards" --groups "$groups" \
+    --data-dir "$dir/node-$n" --shards "$shards" --groups "$groups" --no-pin-cores \
     >>"$dir/node-$n.log" 2>&1 &
   echo $! >"$dir/node-$n.pid"
   echo "node $n started (pid $!, $(address "$n"), log $dir/node-$n.log)"

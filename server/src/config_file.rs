@@ -8,7 +8,7 @@
 //! data_dir = "data/node-1"
 //! shards = 1
 //! groups = 1
-//! pin_cores = false
+//! pin_cores = true       # shard s on CPU s; false when nodes share a machine
 //! io_memory_bytes = 524288
 //! tick_ms = 10
 //! election_timeout_ms = 750

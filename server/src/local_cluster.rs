@@ -34,6 +34,8 @@ impl LocalCluster {
                 let data_dir: PathBuf = root.join(format!("node-{node}"));
                 let mut config = NodeConfig::new(node, members.clone(), data_dir);
                 config.shards = shards;
+                // The nodes share this machine's CPUs: pinning would stack them on CPU 0.
+                config.pin_cores = false;
                 (node, config)
             })
             .collect();

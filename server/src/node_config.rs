@@ -27,7 +27,9 @@ pub struct NodeConfig {
     pub shards: u32,
     /// Raft groups; group `g` runs on shard `g % shards`.
     pub groups: u32,
-    /// Pin shard `s` to CPU `s` (modulo the CPUs there are).
+    /// Pin shard `s` to CPU `s` (modulo the CPUs there are): on by default, for a node
+    /// that has its machine to itself. Turn it off when several nodes share one machine
+    /// (a local cluster): each would pin its shard 0 to CPU 0.
     pub pin_cores: bool,
     /// Bytes of DMA memory each executor registers (locked memory: see docs/GLOMMIO.md).
     pub io_memory_bytes: usize,
@@ -64,7 +66,7 @@ impl NodeConfig {
             data_dir,
             shards: 1,
             groups: 1,
-            pin_cores: false,
+            pin_cores: true,
             io_memory_bytes: 512 * 1024,
             tick_ms: 10,
             election_timeout_ms: coracle_engine::config::ELECTION_TIMEOUT_MS_DEFAULT,

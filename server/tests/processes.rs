@@ -109,6 +109,7 @@ impl ProcessCluster {
             .args(["--cluster", &self.name])
             .args(["--shards", &self.shards.to_string()])
             .args(["--groups", &self.groups.to_string()])
+            .arg("--no-pin-cores")
             .arg("--data-dir")
             .arg(self.root.join(format!("node-{node}")))
             .args([

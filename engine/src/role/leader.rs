@@ -406,15 +406,20 @@ impl Replica {
 
     /// Tells passive and reserve members the term, leader and configuration.
     fn leader_configure_all(&mut self, actions: &mut Actions) {
+        let own = self.id();
+        // Not itself: a leader that demoted itself to passive or reserve leads until the
+        // change commits, and must not configure itself meanwhile (found by the runtime's
+        // membership test: a send to self).
         let ids: Vec<_> = self
             .configuration()
             .members
             .iter()
             .filter(|member| {
-                matches!(
-                    member.member_type,
-                    MemberType::Passive | MemberType::Reserve
-                )
+                member.id != own
+                    && matches!(
+                        member.member_type,
+                        MemberType::Passive | MemberType::Reserve
+                    )
             })
             .map(|member| member.id)
             .collect();

@@ -380,3 +380,38 @@ fn leader_that_removes_itself_hands_over_once_the_change_commits() {
     assert_eq!(configuration.member_type(rid(1)), MemberType::Inactive);
     assert_eq!(configuration.voters_count(), 2);
 }
+
+#[test]
+fn leader_that_demotes_itself_to_passive_leads_until_committed_then_hands_over() {
+    let mut cluster = Cluster::new(3, &voters(&[1, 2, 3]));
+    cluster.elect(1);
+    let configuration = cluster.replica(1).configuration().clone();
+    let demote = MembershipChange::Reconfigure {
+        id: rid(1),
+        member_type: MemberType::Passive,
+        status: MemberStatus::Available,
+        configuration_index: configuration.index,
+        configuration_term: configuration.term,
+    };
+    // Configuring the passive members at once must leave out the leader itself.
+    let index = cluster.input(1, |leader, actions| {
+        leader.propose_membership(demote, actions)
+    });
+    assert_eq!(index, Ok(LogIndex(2)));
+    assert_eq!(
+        cluster.replica(1).role(),
+        Role::Leader,
+        "leads until the change commits"
+    );
+    cluster.deliver_all();
+    assert_ne!(cluster.replica(1).role(), Role::Leader);
+    cluster.advance(2 * ELECTION_TIMEOUT_MS + 500);
+    let leaders = cluster.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert_ne!(leaders[0], 1);
+    let committed = cluster
+        .replica(leaders[0])
+        .configuration_committed()
+        .clone();
+    assert_eq!(committed.member_type(rid(1)), MemberType::Passive);
+}

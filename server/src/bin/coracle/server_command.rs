@@ -35,9 +35,10 @@ pub struct ServerArgs {
     /// Raft groups; group g runs on shard g % shards [default: 1]
     #[arg(long, value_name = "N")]
     groups: Option<u32>,
-    /// Pin shard s to CPU s
+    /// Do not pin shard s to CPU s (pinning is on by default; turn it off when several
+    /// nodes share a machine, or each pins its shard 0 to CPU 0)
     #[arg(long)]
-    pin_cores: bool,
+    no_pin_cores: bool,
     /// DMA memory each executor registers, bytes [default: 524288]
     #[arg(long, value_name = "BYTES")]
     io_memory_bytes: Option<usize>,
@@ -81,7 +82,7 @@ pub fn run(args: ServerArgs) -> Result<(), Failure> {
         data_dir: args.data_dir,
         shards: args.shards,
         groups: args.groups,
-        pin_cores: args.pin_cores.then_some(true),
+        pin_cores: args.no_pin_cores.then_some(false),
         io_memory_bytes: args.io_memory_bytes,
         tick_ms: args.tick_ms,
         election_timeout_ms: args.election_timeout_ms,
