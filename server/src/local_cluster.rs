@@ -141,10 +141,10 @@ pub fn free_addresses(count: usize, shards: u32) -> Result<Vec<SocketAddr>, Stri
         let base = first.local_addr().map_err(|error| error.to_string())?;
         let mut range = vec![first];
         let all_free = (1..shards).all(|shard| {
-            let Ok(port) = u16::try_from(u32::from(base.port()) + shard) else {
+            let Some(address) = crate::node_config::shard_address(base, shard) else {
                 return false;
             };
-            match TcpListener::bind(SocketAddr::new(base.ip(), port)) {
+            match TcpListener::bind(address) {
                 Ok(listener) => {
                     range.push(listener);
                     true

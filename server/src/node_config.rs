@@ -11,6 +11,14 @@ pub const GROUPS_MAX: u32 = 1 << 16;
 /// Shards a node runs at most.
 pub const SHARDS_MAX: u32 = 256;
 
+/// Where shard `shard` of a node whose shard 0 listens at `base` listens: the next
+/// ports, on the same host.
+#[must_use]
+pub fn shard_address(base: SocketAddr, shard: u32) -> Option<SocketAddr> {
+    let port = u16::try_from(u32::from(base.port()) + shard).ok()?;
+    Some(SocketAddr::new(base.ip(), port))
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -82,9 +90,7 @@ impl NodeConfig {
     /// Where shard `shard` of `node` listens.
     #[must_use]
     pub fn address(&self, node: u64, shard: u32) -> Option<SocketAddr> {
-        let base = self.members.get(&node)?;
-        let port = u16::try_from(u32::from(base.port()) + shard).ok()?;
-        Some(SocketAddr::new(base.ip(), port))
+        shard_address(*self.members.get(&node)?, shard)
     }
 
     /// The shard that runs `group`.

@@ -15,6 +15,8 @@ use coracle_net::admin::{AdminRequest, AdminResponse, StageFigures};
 use coracle_net::frame::{encode_frame_into, FrameDecoder};
 use coracle_net::{kind, Hello, HelloReply, Party, PROTOCOL_VERSION};
 
+use crate::node_config::shard_address;
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct Probe {
@@ -85,6 +87,49 @@ impl Probe {
             Ok(HelloReply::Refused { reason }) => Err(format!("{address} refused: {reason}")),
             Err(error) => Err(format!("{address}: malformed hello reply: {error}")),
         }
+    }
+
+    /// Connects to the shard of the node at `base` (its shard-0 address) that runs
+    /// `group`, learning the node's shard count from shard 0 first.
+    ///
+    /// # Errors
+    /// As [`Probe::connect`].
+    pub fn connect_group(
+        base: SocketAddr,
+        group: u32,
+        cluster: &str,
+        client: ClientId,
+        timeout: Duration,
+    ) -> Result<Probe, String> {
+        let first = Probe::connect(base, cluster, client, timeout)?;
+        let shard = group % first.shards.max(1);
+        if shard == first.shard {
+            return Ok(first);
+        }
+        let address = shard_address(base, shard)
+            .ok_or_else(|| format!("{base}: no port for shard {shard}"))?;
+        Probe::connect(address, cluster, client, timeout)
+    }
+
+    /// Connects to every shard of the node at `base`, in shard order.
+    ///
+    /// # Errors
+    /// As [`Probe::connect`], for the first shard that fails.
+    pub fn connect_every_shard(
+        base: SocketAddr,
+        cluster: &str,
+        client: ClientId,
+        timeout: Duration,
+    ) -> Result<Vec<Probe>, String> {
+        let first = Probe::connect(base, cluster, client, timeout)?;
+        let shards = first.shards.max(1);
+        let mut probes = vec![first];
+        for shard in 1..shards {
+            let address = shard_address(base, shard)
+                .ok_or_else(|| format!("{base}: no port for shard {shard}"))?;
+            probes.push(Probe::connect(address, cluster, client, timeout)?);
+        }
+        Ok(probes)
     }
 
     /// Sends one request to `group` and waits for its response (event batches that come
@@ -195,35 +240,10 @@ pub fn wait_for_leaders(
                 if waiting.len() > 10 { ", ..." } else { "" }
             ));
         }
-        let mut probes: Vec<Option<Probe>> = Vec::new();
-        for &address in addresses {
-            probes.push(match Probe::connect(address, cluster, client, per_call) {
-                Ok(probe) => Some(probe),
-                Err(reason) => {
-                    last_reason = reason;
-                    None
-                }
-            });
-        }
         waiting.retain(|&group| {
-            let led = probes.iter_mut().zip(addresses).any(|(probe, &address)| {
-                let Some(first) = probe else { return false };
-                let shard = group % first.shards.max(1);
-                let answer = if shard == first.shard {
-                    first.admin(group, &AdminRequest::Status)
-                } else {
-                    let port = u32::from(address.port()) + shard;
-                    let Ok(port) = u16::try_from(port) else {
-                        return false;
-                    };
-                    Probe::connect(
-                        SocketAddr::new(address.ip(), port),
-                        cluster,
-                        client,
-                        per_call,
-                    )
-                    .and_then(|mut probe| probe.admin(group, &AdminRequest::Status))
-                };
+            let led = addresses.iter().any(|&address| {
+                let answer = Probe::connect_group(address, group, cluster, client, per_call)
+                    .and_then(|mut probe| probe.admin(group, &AdminRequest::Status));
                 match answer {
                     Ok(AdminResponse::Status(status)) => status.role == 5,
                     Ok(AdminResponse::Error { reason } | AdminResponse::Retry { reason })
@@ -262,18 +282,11 @@ pub fn commit_stages(
     let mut merged: Vec<StageFigures> = Vec::new();
     let mut busiest: Vec<u64> = Vec::new();
     for &base in addresses {
-        let first = Probe::connect(base, cluster, client, timeout)?;
-        let shards = first.shards.max(1);
-        let mut probe = Some(first);
-        for shard in 0..shards {
-            let mut connection = match probe.take() {
-                Some(probe) => probe,
-                None => {
-                    let port = u16::try_from(u32::from(base.port()) + shard)
-                        .map_err(|_| format!("{base}: no port for shard {shard}"))?;
-                    Probe::connect(SocketAddr::new(base.ip(), port), cluster, client, timeout)?
-                }
-            };
+        for (shard, mut connection) in Probe::connect_every_shard(base, cluster, client, timeout)?
+            .into_iter()
+            .enumerate()
+        {
+            let shard = u32::try_from(shard).unwrap_or(u32::MAX);
             let AdminResponse::Stats { stages } =
                 connection.admin(shard, &AdminRequest::Stats { reset })?
             else {

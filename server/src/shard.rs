@@ -147,8 +147,7 @@ impl<S: StateMachine> Shard<S> {
     /// Where shard `self.index` of `node` listens.
     fn peer_address(&self, node: u64) -> Option<SocketAddr> {
         let base = *self.peers.borrow().get(&node)?;
-        let port = u16::try_from(u32::from(base.port()) + self.index).ok()?;
-        Some(SocketAddr::new(base.ip(), port))
+        crate::node_config::shard_address(base, self.index)
     }
 
     /// Whether `node` is a node this shard knows (a peer's hello is refused otherwise).
@@ -717,7 +716,9 @@ fn membership_change(
 /// A refused change: worth retrying soon, or not.
 fn refusal(error: &ConfigurationError) -> AdminResponse {
     match error {
-        ConfigurationError::NotLeader { leader: None }
+        // A leader known but gone by the time the change reached it (or the request
+        // reached a server that no longer leads): asked again, it goes to the new one.
+        ConfigurationError::NotLeader { .. }
         | ConfigurationError::NotReady
         | ConfigurationError::ChangeInFlight => AdminResponse::Retry {
             reason: error.to_string(),

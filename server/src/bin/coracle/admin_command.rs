@@ -236,25 +236,10 @@ fn tell_every_shard(
     request: &AdminRequest,
     timeout: Duration,
 ) -> Result<(), Failure> {
-    let first =
-        Probe::connect(base, cluster, admin_client(), timeout).map_err(Failure::unreachable)?;
-    let shards = first.shards.max(1);
-    let mut probe = Some(first);
-    for shard in 0..shards {
-        let mut connection = match probe.take() {
-            Some(probe) => probe,
-            None => {
-                let port = u16::try_from(u32::from(base.port()) + shard)
-                    .map_err(|_| Failure::usage(format!("{base}: no port for shard {shard}")))?;
-                Probe::connect(
-                    SocketAddr::new(base.ip(), port),
-                    cluster,
-                    admin_client(),
-                    timeout,
-                )
-                .map_err(Failure::unreachable)?
-            }
-        };
+    let probes = Probe::connect_every_shard(base, cluster, admin_client(), timeout)
+        .map_err(Failure::unreachable)?;
+    for (shard, mut connection) in probes.into_iter().enumerate() {
+        let shard = u32::try_from(shard).unwrap_or(u32::MAX);
         // The group in the frame picks nothing here: the order is for the whole shard.
         match connection
             .admin(shard, request)
@@ -332,21 +317,7 @@ fn ask_change(
     request: &AdminRequest,
     timeout: Duration,
 ) -> Result<AdminResponse, String> {
-    let first = Probe::connect(base, cluster, admin_client(), timeout)?;
-    let shard = group % first.shards.max(1);
-    let mut probe = if shard == 0 {
-        first
-    } else {
-        let port = u16::try_from(u32::from(base.port()) + shard)
-            .map_err(|_| format!("{base}: no port for shard {shard}"))?;
-        Probe::connect(
-            SocketAddr::new(base.ip(), port),
-            cluster,
-            admin_client(),
-            timeout,
-        )?
-    };
-    probe.admin(group, request)
+    Probe::connect_group(base, group, cluster, admin_client(), timeout)?.admin(group, request)
 }
 
 fn resolve(addresses: &[String]) -> Result<Vec<SocketAddr>, Failure> {
@@ -368,16 +339,7 @@ fn ask(
     group: u32,
     timeout: Duration,
 ) -> Result<GroupStatus, String> {
-    let client = admin_client();
-    let first = Probe::connect(base, cluster, client, timeout)?;
-    let shard = group % first.shards.max(1);
-    let mut probe = if shard == 0 {
-        first
-    } else {
-        let port = u16::try_from(u32::from(base.port()) + shard)
-            .map_err(|_| format!("{base}: no port for shard {shard}"))?;
-        Probe::connect(SocketAddr::new(base.ip(), port), cluster, client, timeout)?
-    };
+    let mut probe = Probe::connect_group(base, group, cluster, admin_client(), timeout)?;
     match probe.admin(group, &AdminRequest::Status)? {
         AdminResponse::Status(status) => Ok(status),
         AdminResponse::Error { reason } | AdminResponse::Retry { reason } => Err(reason),
