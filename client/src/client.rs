@@ -58,7 +58,30 @@ impl Client {
             party: Party::Client { client: client_id },
         };
         let connect_timeout = Duration::from_millis(options.connect_timeout_ms);
-        let nodes = discover(&options.addresses, &hello, connect_timeout, &log).await?;
+        let mut nodes = discover(&options.addresses, &hello, connect_timeout, &log).await?;
+        // A group no node runs is a wrong option, said at once rather than after every
+        // server has failed to register a session.
+        let group = options.group;
+        if nodes.values().all(|node| group >= node.groups) {
+            let most = nodes.values().map(|node| node.groups).max().unwrap_or(0);
+            return Err(Error::InvalidOptions {
+                option: "group",
+                reason: format!(
+                    "no node given runs group {group}; they run groups 0 to {}",
+                    most.saturating_sub(1)
+                ),
+            });
+        }
+        nodes.retain(|id, node| {
+            let runs = group < node.groups;
+            if !runs {
+                log(&format!(
+                    "node {} does not run group {group}; not using it",
+                    id.0
+                ));
+            }
+            runs
+        });
         let config = options.session_config(client_id, options.seed.unwrap_or_else(random_u64));
         let servers: Vec<ReplicaId> = nodes.keys().copied().collect();
         let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -24,6 +24,8 @@ pub(crate) struct Node {
     pub base: SocketAddr,
     /// How many shards it runs.
     pub shards: u32,
+    /// How many groups it runs (`0..groups`).
+    pub groups: u32,
 }
 
 impl Node {
@@ -44,6 +46,7 @@ enum Probe {
         node: u64,
         base: SocketAddr,
         shards: u32,
+        groups: u32,
     },
     Refused(String),
     Failed(String),
@@ -76,8 +79,17 @@ pub(crate) async fn discover(
     for task in probes {
         let (address, probe) = task.await;
         match probe {
-            Probe::Node { node, base, shards } => {
-                let found = Node { base, shards };
+            Probe::Node {
+                node,
+                base,
+                shards,
+                groups,
+            } => {
+                let found = Node {
+                    base,
+                    shards,
+                    groups,
+                };
                 match nodes.get(&ReplicaId(node)) {
                     None => {
                         nodes.insert(ReplicaId(node), found);
@@ -141,6 +153,7 @@ async fn probe(address: &str, hello: &Hello, timeout: Duration) -> Probe {
                     node: accepted.node,
                     base: SocketAddr::new(socket_address.ip(), port),
                     shards: accepted.shards,
+                    groups: accepted.groups,
                 };
             }
             Err(OpenError::Refused(reason)) => return Probe::Refused(reason),
@@ -157,6 +170,7 @@ mod tests {
     #[test]
     fn a_group_lives_on_its_shard_port() {
         let node = Node {
+            groups: 1,
             base: "10.0.0.1:7000".parse().expect("address"),
             shards: 4,
         };
@@ -169,6 +183,7 @@ mod tests {
             Some(("10.0.0.1:7000".parse().expect("address"), 0))
         );
         let high = Node {
+            groups: 1,
             base: "10.0.0.1:65535".parse().expect("address"),
             shards: 2,
         };

@@ -42,6 +42,8 @@ pub(crate) struct Accepted {
     pub shard: u32,
     /// How many shards the node runs.
     pub shards: u32,
+    /// How many groups the node runs.
+    pub groups: u32,
 }
 
 /// Why a connection could not be opened.
@@ -110,12 +112,14 @@ pub(crate) async fn open(
                 node,
                 shard,
                 shards,
+                groups,
             }) => Ok(Opened {
                 stream,
                 accepted: Accepted {
                     node,
                     shard,
                     shards,
+                    groups,
                 },
                 buffer,
             }),

@@ -10,7 +10,7 @@
 //! ```text
 //! Hello:      version u16 | cluster text | party u8 (1 peer, 2 client) |
 //!             peer: node u64, shard u32   client: client u128
-//! HelloReply: tag u8 = 1 | node u64 | shard u32 | shards u32
+//! HelloReply: tag u8 = 1 | node u64 | shard u32 | shards u32 | groups u32
 //!             tag u8 = 2 | reason text
 //! ```
 //!
@@ -86,6 +86,9 @@ pub enum HelloReply {
         shard: u32,
         /// How many shards the node runs (group `g` lives on shard `g % shards`).
         shards: u32,
+        /// How many groups the node runs (`0..groups`): a client asking for another can be
+        /// told so at once.
+        groups: u32,
     },
     /// The connection is refused and will be closed.
     Refused {
@@ -287,11 +290,13 @@ impl HelloReply {
                 node,
                 shard,
                 shards,
+                groups,
             } => {
                 out.push(REPLY_ACCEPTED);
                 out.extend_from_slice(&node.to_le_bytes());
                 out.extend_from_slice(&shard.to_le_bytes());
                 out.extend_from_slice(&shards.to_le_bytes());
+                out.extend_from_slice(&groups.to_le_bytes());
             }
             HelloReply::Refused { reason } => {
                 out.push(REPLY_REFUSED);
@@ -315,6 +320,7 @@ impl HelloReply {
                 node: reader.u64("node")?,
                 shard: reader.u32("shard")?,
                 shards: reader.u32("shards")?,
+                groups: reader.u32("groups")?,
             },
             REPLY_REFUSED => {
                 let reason = reader.text("reason")?;
@@ -383,6 +389,7 @@ mod tests {
                 node: 2,
                 shard: 0,
                 shards: 4,
+                groups: 64,
             },
             HelloReply::Refused {
                 reason: "cluster \"b\" is not this cluster \"a\"".into(),
@@ -462,6 +469,7 @@ mod tests {
             node: 1,
             shard: 2,
             shards: 2,
+            groups: 2,
         };
         assert!(HelloReply::decode(reply.encode()).is_err());
         let long = HelloReply::Refused {

@@ -211,6 +211,7 @@ async fn accept_peer_and_read(
         node,
         shard: 0,
         shards: 1,
+        groups: 1,
     }
     .encode();
     let mut out = Vec::new();

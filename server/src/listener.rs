@@ -85,6 +85,7 @@ async fn serve<S: StateMachine>(shard: Rc<Shard<S>>, stream: TcpStream) {
         node: config.node,
         shard: shard.index,
         shards: config.shards,
+        groups: config.groups,
     };
     if write_frame(&mut write_half, kind::HELLO_REPLY, &reply.encode())
         .await

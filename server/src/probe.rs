@@ -78,6 +78,7 @@ impl Probe {
                 node,
                 shard,
                 shards,
+                ..
             }) => {
                 probe.node = node;
                 probe.shard = shard;

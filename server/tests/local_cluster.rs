@@ -309,3 +309,28 @@ fn bad_bytes_close_only_their_connection_and_strangers_are_refused_with_a_reason
     drop(cluster);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_client_asking_for_a_group_no_node_runs_is_told_so() {
+    let root = temp_dir("no-such-group");
+    let mut cluster = LocalCluster::configure(1, 1, &root).expect("ports");
+    cluster.start(|_group| KvMachine::default()).expect("start");
+    let mut options = coracle_client::ClientOptions::new(
+        cluster.cluster_name(),
+        cluster.addresses().iter().map(ToString::to_string),
+    );
+    options.group = 7;
+    match coracle_client::BlockingClient::connect(options) {
+        Err(coracle_client::Error::InvalidOptions { option, reason }) => {
+            assert_eq!(option, "group");
+            assert!(
+                reason.contains("group 7") && reason.contains("0 to 0"),
+                "{reason}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a session on a group nobody runs"),
+    }
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}

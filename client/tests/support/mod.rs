@@ -393,6 +393,7 @@ async fn serve(cluster: Rc<TestCluster>, node: u64, shard: u32, stream: TcpStrea
             node,
             shard,
             shards: spec.shards,
+            groups: spec.group + 1,
         },
         Err(error) => HelloReply::Refused {
             reason: error.to_string(),
