@@ -12,10 +12,28 @@ use coracle_engine::LogIndex;
 use coracle_server::local_cluster::LocalCluster;
 use coracle_server::probe::Probe;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
+/// A fresh directory for a test's nodes, removed when the test ends (also on a panic).
+/// Declare it before the cluster, so that the cluster stops first.
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("coracle-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    TempDir(dir)
 }
 
 /// Waits for a leader of `group` as seen from the first node; returns its id.
@@ -123,8 +141,6 @@ fn three_nodes_elect_a_leader_and_replicate_writes() {
     };
     let value = decode_value::<<Get as Query>::Output>(&output).expect("decodes");
     assert_eq!(value, Some(Bytes::from("v20")));
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -189,8 +205,6 @@ fn sixty_four_groups_over_two_shards_each_elect_a_leader_and_take_a_write() {
         "64 groups elected and wrote in {:?}; leaders per node: {leaders:?}",
         started.elapsed()
     );
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -205,8 +219,6 @@ fn a_second_node_on_a_taken_port_is_refused_with_the_reason() {
         Err(error) => error,
     };
     assert!(error.contains("listening there already"), "{error}");
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -255,8 +267,6 @@ fn an_in_process_network_carries_the_cluster_and_a_partitioned_leader_is_replace
     };
     assert_ne!(replaced, first);
     network.rejoin(first);
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -306,8 +316,6 @@ fn bad_bytes_close_only_their_connection_and_strangers_are_refused_with_a_reason
     // The node still serves.
     let client = ClientId(4);
     assert_eq!(leader_of(&cluster, 0, client), 1);
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -331,6 +339,4 @@ fn a_client_asking_for_a_group_no_node_runs_is_told_so() {
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("a session on a group nobody runs"),
     }
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&root);
 }
