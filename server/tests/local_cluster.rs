@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coracle_engine::kv::{Get, KvMachine, Put};
-use coracle_engine::session::{ClientId, QueryConsistency, RequestBody, ResponseBody};
+use coracle_engine::session::{ClientId, QueryConsistency, RequestBody, ResponseBody, SessionId};
 use coracle_engine::state_machine::{decode_value, encode_command, encode_query, Query};
 use coracle_engine::LogIndex;
 use coracle_server::local_cluster::LocalCluster;
@@ -63,6 +63,24 @@ fn leader_of(cluster: &LocalCluster, group: u32, client: ClientId) -> u64 {
     }
 }
 
+/// Registers a session for `client` on `group` through `probe`.
+fn register(probe: &mut Probe, group: u32, client: ClientId) -> SessionId {
+    let registered = probe
+        .request(
+            group,
+            RequestBody::Register {
+                client,
+                timeout_ms: 10_000,
+            },
+        )
+        .expect("io")
+        .expect("registered");
+    let ResponseBody::Register { session, .. } = registered else {
+        panic!("{registered:?}");
+    };
+    session
+}
+
 #[test]
 fn three_nodes_elect_a_leader_and_replicate_writes() {
     let root = temp_dir("three-nodes");
@@ -84,19 +102,7 @@ fn three_nodes_elect_a_leader_and_replicate_writes() {
     let address = cluster.configs[&follower].members[&follower];
     let mut probe =
         Probe::connect(address, &name, client, Duration::from_secs(5)).expect("connect");
-    let registered = probe
-        .request(
-            0,
-            RequestBody::Register {
-                client,
-                timeout_ms: 10_000,
-            },
-        )
-        .expect("io")
-        .expect("registered");
-    let ResponseBody::Register { session, .. } = registered else {
-        panic!("{registered:?}");
-    };
+    let session = register(&mut probe, 0, client);
     for sequence in 1..=20u64 {
         let put = Put {
             key: Bytes::from(format!("k{}", sequence % 3)),
@@ -168,19 +174,7 @@ fn sixty_four_groups_over_two_shards_each_elect_a_leader_and_take_a_write() {
         let mut probe =
             Probe::connect(address, &name, client, Duration::from_secs(5)).expect("connect");
         assert_eq!(probe.shard, group % 2);
-        let registered = probe
-            .request(
-                group,
-                RequestBody::Register {
-                    client,
-                    timeout_ms: 10_000,
-                },
-            )
-            .expect("io")
-            .expect("registered");
-        let ResponseBody::Register { session, .. } = registered else {
-            panic!("{registered:?}");
-        };
+        let session = register(&mut probe, group, client);
         let put = Put {
             key: Bytes::from("k"),
             value: Bytes::from(format!("group {group}")),
